@@ -1,0 +1,85 @@
+"""A persistent embedding cache: one SQLite file keyed by model fingerprint and text hash.
+
+Why SQLite: a single file that ``actions/cache`` can save and restore, safe when two
+runs share it (WAL + busy timeout), and transactional so a killed run leaves no
+half-written entry. Every vector carries a checksum; an entry that does not match
+is treated as missing and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    model TEXT NOT NULL,
+    text_sha256 BLOB NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    checksum BLOB NOT NULL,
+    PRIMARY KEY (model, text_sha256)
+) WITHOUT ROWID
+"""
+_BATCH = 500
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def _checksum(model: str, key: bytes, blob: bytes) -> bytes:
+    return hashlib.blake2b(model.encode() + key + blob, digest_size=16).digest()
+
+
+class EmbeddingCache:
+    FILE = "embeddings.sqlite3"
+
+    def __init__(self, directory: str | Path):
+        self.path = Path(directory) / self.FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        self._db.execute(_SCHEMA)
+        self.corrupt = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def get(self, model: str, texts: Sequence[str]) -> dict[int, np.ndarray]:
+        """Cached vectors by position in ``texts``; corrupt entries are left out (and counted)."""
+        keys = [_text_key(t) for t in texts]
+        where: dict[bytes, list[int]] = {}
+        for i, k in enumerate(keys):
+            where.setdefault(k, []).append(i)
+        found: dict[int, np.ndarray] = {}
+        unique = list(where)
+        for start in range(0, len(unique), _BATCH):
+            chunk = unique[start:start + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT text_sha256, dim, vector, checksum FROM embeddings WHERE model = ? AND text_sha256 IN ({marks})",
+                [model, *chunk],
+            )
+            for key, dim, blob, check in rows:
+                if len(blob) != dim * 4 or _checksum(model, key, blob) != check:
+                    self.corrupt += 1
+                    continue
+                vec = np.frombuffer(blob, dtype="<f4")
+                for i in where[key]:
+                    found[i] = vec
+        return found
+
+    def put(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        rows = []
+        for text, vec in zip(texts, np.asarray(vectors, dtype="<f4")):
+            key, blob = _text_key(text), vec.tobytes()
+            rows.append((model, key, int(vec.shape[0]), blob, _checksum(model, key, blob)))
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows)

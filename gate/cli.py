@@ -1,0 +1,337 @@
+"""The ``gate`` command line. The one place where exceptions become exit codes.
+
+Exit codes (contracts §1): 0 pass, 1 fail, 2 bad input, 3 error. Library code raises
+:mod:`gate.errors` exceptions; :class:`GateGroup` prints them without a traceback.
+Heavy modules (numpy, torch, sentence-transformers) are imported inside commands so
+``gate --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gate import __version__
+from gate.errors import EXIT_ERROR, BadInputs, GateError
+
+VERDICT_EXIT = {"pass": 0, "fail": 1, "error": 3}
+
+
+def _debug() -> bool:
+    return os.environ.get("GATE_DEBUG", "") not in ("", "0")
+
+
+class GateGroup(click.Group):
+    """Turns gate's exceptions into messages and exit codes; never shows a traceback for user errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except BadInputs as exc:
+            for problem in exc.problems:
+                click.echo(f"gate: {problem}", err=True)
+            click.echo(f"gate: {len(exc.problems)} problem(s) found", err=True)
+            ctx.exit(exc.exit_code)
+        except GateError as exc:
+            click.echo(f"gate: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("gate: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # a bug in gate: still never a pass
+            if _debug():
+                traceback.print_exc()
+            click.echo(f"gate: internal error: {type(exc).__name__}: {exc} (set GATE_DEBUG=1 for the traceback)",
+                       err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=GateGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gate")
+def cli() -> None:
+    """Prove a fine-tuned model beats the one it replaces before it ships.
+
+    gate evaluates a baseline and a candidate model on every task of a suite,
+    compares them, applies a thresholds file and reports a verdict.
+
+    \b
+    Exit codes: 0 pass, 1 fail (a blocking rule failed), 2 bad input,
+                3 error (the evaluation could not be completed).
+
+    \b
+    Example:
+      gate run suite.yaml --candidate sentence-transformers:./models/ft-v2 \\
+               --thresholds thresholds.json
+    """
+
+
+class _Log:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            click.echo(f"gate: {msg}", err=True)
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> None:
+    """The short verdict on stdout."""
+    from gate.report import ICONS
+
+    verdict = results["verdict"]
+    click.echo(f"{ICONS.get(verdict, '')} gate: {verdict.upper()} · {results['suite']}")
+    click.echo(results.get("reason", ""))
+    shown = [r for r in results.get("rules", []) if r["status"] != "pass"][:10]
+    for r in shown:
+        click.echo(f"  [{r['status']}] {r['name']}: {r['message']}")
+    for err in results.get("errors", [])[:5]:
+        click.echo(f"  [error] {err}")
+    if paths:
+        click.echo("  " + " · ".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(path_type=Path))
+@click.option("--baseline", metavar="SPEC", help="Baseline model as PROVIDER:MODEL; overrides the suite's default.")
+@click.option("--candidate", metavar="SPEC", help="Candidate model as PROVIDER:MODEL; overrides the suite's default.")
+@click.option("--thresholds", type=click.Path(path_type=Path), help="Thresholds file (JSON) whose rules decide the verdict.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("gate-out"), show_default=True,
+              help="Folder for results.json, report.md and examples.jsonl.")
+@click.option("--cache", type=click.Path(path_type=Path), help="Folder of the persistent embedding cache (off when not given).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for anything random; recorded in results.json.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Path | None, out: Path,
+        cache: Path | None, seed: int, quiet: bool) -> None:
+    """Evaluate baseline and candidate on every task of SUITE and apply the thresholds.
+
+    Writes OUT/results.json, OUT/report.md and OUT/examples.jsonl, prints a short
+    verdict and exits with its code (0 pass, 1 fail, 2 bad input, 3 error).
+    A task's own `models:` wins over --baseline/--candidate, which win over the
+    suite's `models:`.
+
+    \b
+    Example:
+      gate run examples/demo/suite.yaml \\
+          --candidate sentence-transformers:./models/ft-v2 \\
+          --thresholds thresholds.example.json --out gate-out
+    """
+    from gate.suite import load_suite, parse_model_spec
+    from gate.thresholds import load_thresholds
+
+    overrides = {}
+    if baseline:
+        overrides["baseline"] = parse_model_spec(baseline, "--baseline")
+    if candidate:
+        overrides["candidate"] = parse_model_spec(candidate, "--candidate")
+    loaded_suite = load_suite(suite)
+    rules = load_thresholds(thresholds) if thresholds else None
+    _run_and_report(loaded_suite, overrides, rules, thresholds, out, cache, seed, quiet)
+
+
+def _run_and_report(loaded_suite: Any, overrides: dict, rules: Any, thresholds: Path | None, out: Path,
+                    cache: Path | None, seed: int, quiet: bool) -> None:
+    from gate.cache import EmbeddingCache
+    from gate.report import render
+    from gate.results import write_outputs
+    from gate.runner import run_suite
+
+    log = _Log(quiet)
+    if rules is None:
+        log("no --thresholds given: metrics are reported but no rule is checked")
+    store = EmbeddingCache(cache) if cache else None
+    try:
+        output = run_suite(loaded_suite, overrides=overrides, rules=rules, seed=seed, cache=store, log=log,
+                           show_progress=_show_progress(quiet),
+                           thresholds_sha256=_sha256(thresholds) if thresholds else None)
+    finally:
+        if store:
+            store.close()
+    paths = write_outputs(out, output.results, render(output.results), output.examples)
+    _summary(output.results, paths)
+    click.get_current_context().exit(VERDICT_EXIT[output.results["verdict"]])
+
+
+@cli.command()
+@click.argument("results_file", metavar="RESULTS", type=click.Path(path_type=Path))
+@click.option("--thresholds", type=click.Path(path_type=Path), required=True, help="Thresholds file to apply.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("gate-out"), show_default=True,
+              help="Folder for the updated results.json and report.md.")
+def check(results_file: Path, thresholds: Path, out: Path) -> None:
+    """Re-apply (other) thresholds to an existing results.json, without running any model.
+
+    Errors recorded by the original run stay errors. Exits with the new verdict's code.
+
+    \b
+    Example:
+      gate check gate-out/results.json --thresholds stricter.json --out gate-out/strict
+    """
+    from gate.report import render
+    from gate.results import load_results, write_outputs
+    from gate.thresholds import decide, evaluate, load_thresholds
+
+    results = load_results(results_file)
+    rules = load_thresholds(thresholds)
+    groups = {name: t["group"] for name, t in results["tasks"].items()}
+    rule_results = evaluate(rules, results["metrics"], groups)
+    verdict, reason = decide(rule_results, results.get("errors", []), bool(rules))
+    results.update(verdict=verdict, reason=reason, rules=[r.to_json() for r in rule_results],
+                   thresholds=_sha256(thresholds))
+    paths = write_outputs(out, results, render(results))
+    examples = results_file.parent / "examples.jsonl"
+    if examples.is_file() and examples.resolve() != (out / "examples.jsonl").resolve():
+        shutil.copyfile(examples, out / "examples.jsonl")
+    _summary(results, paths)
+    click.get_current_context().exit(VERDICT_EXIT[verdict])
+
+
+@cli.command()
+@click.argument("results_file", metavar="RESULTS", type=click.Path(path_type=Path))
+@click.option("--template", type=click.Path(path_type=Path), help="A Jinja2 template to use instead of the built-in one.")
+def render(results_file: Path, template: Path | None) -> None:
+    """Print the Markdown report of a results.json.
+
+    A custom template receives: verdict, reason, suite, icon, marker, rules (failing
+    first), rule_counts, metric_groups, models, tasks, errors and the raw `results`;
+    filters md, code, num, signed, observed, limit. The sticky-comment marker is
+    prepended if the template leaves it out.
+
+    \b
+    Example:
+      gate render gate-out/results.json --template my-report.md.j2 > report.md
+    """
+    from gate.report import render as render_report
+    from gate.results import load_results
+
+    click.echo(render_report(load_results(results_file), template), nl=False)
+
+
+def _kind_of(data: Any) -> str | None:
+    if isinstance(data, dict):
+        if "schema_version" in data:
+            return "results"
+        if "rules" in data:
+            return "thresholds"
+        if "tasks" in data:
+            return "suite"
+    return None
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice(["auto", "suite", "thresholds", "results"]), default="auto",
+              show_default=True, help="What the files are; 'auto' tells by their keys.")
+@click.option("--no-data", is_flag=True, help="For suites: check the schema only, do not read the data files.")
+def validate(files: tuple[Path, ...], kind: str, no_data: bool) -> None:
+    """Check suite, thresholds and results files against their JSON Schemas.
+
+    Prints every problem with its file, line:column and JSON pointer. For a suite
+    it also reads every data file (rows, ids, qrels references) and checks the
+    model references, so a typo fails here rather than after minutes of encoding.
+    Exits 0 when all files are valid, 2 otherwise.
+
+    \b
+    Example:
+      gate validate suite.yaml thresholds.json
+    """
+    from gate.documents import load_document, schema_problems
+    from gate.errors import BadInput
+    from gate.providers import check_model
+    from gate.suite import parse_suite
+    from gate.tasks import load_task
+
+    bad = 0
+    for path in files:
+        problems: list[BadInput] = []
+        summary = ""
+        try:
+            doc = load_document(path)
+            what = kind if kind != "auto" else _kind_of(doc.data)
+            if what is None:
+                raise BadInput("cannot tell what this file is: expected a suite (with 'tasks'), thresholds "
+                               "(with 'rules') or results (with 'schema_version'); use --kind", path)
+            problems = schema_problems(doc, what)
+            if not problems and what == "suite":
+                suite = parse_suite(doc)
+                for t in suite.tasks:
+                    for spec in t.models.values():
+                        check_model(spec)
+                    if not no_data:
+                        load_task(t)
+                for spec in suite.models.values():
+                    check_model(spec)
+                summary = f"suite, {len(suite.tasks)} task(s)"
+            elif not problems:
+                summary = what if what != "thresholds" else f"thresholds, {len(doc.data['rules'])} rule(s)"
+        except BadInputs as exc:
+            problems = exc.problems
+        except BadInput as exc:
+            problems = [exc]
+        if problems:
+            bad += 1
+            for p in problems:
+                click.echo(f"{p}", err=True)
+        else:
+            click.echo(f"ok: {path} ({summary})")
+    if bad:
+        click.echo(f"gate: {bad} of {len(files)} file(s) invalid", err=True)
+        click.get_current_context().exit(2)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("gate-out"), show_default=True,
+              help="Folder for results.json, report.md and examples.jsonl.")
+@click.option("--cache", type=click.Path(path_type=Path), default=None,
+              help="Where the trained candidate and the embedding cache live "
+                   "[default: $GATE_CACHE_DIR, else ~/.cache/gate].")
+@click.option("--retrain", is_flag=True, help="Train the demo candidate again even if a cached one exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+def demo(out: Path, cache: Path | None, retrain: bool, quiet: bool) -> None:
+    """Run the bundled example end to end, offline, with real models and real data.
+
+    The baseline is the embedded default model (all-MiniLM-L6-v2). The candidate is
+    fine-tuned from it on the training half of the Cranfield queries (cached, so a
+    second demo skips training). Both are evaluated on the other half of Cranfield
+    (target) and on STS-B test (general) against examples/demo/thresholds.json.
+    The verdict is whatever the gate honestly finds; the exit code follows it.
+
+    \b
+    Example:
+      gate demo --out gate-out
+    """
+    from gate.demo import cache_dir, demo_files, train_candidate
+    from gate.suite import ModelSpec, load_suite
+    from gate.thresholds import load_thresholds
+
+    log = _Log(quiet)
+    cache = cache or cache_dir()
+    files = demo_files()
+    candidate_path = train_candidate(files, cache, retrain=retrain, log=log)
+    suite = load_suite(files.suite)
+    overrides = {"candidate": ModelSpec("sentence-transformers", str(candidate_path))}
+    rules = load_thresholds(files.thresholds)
+    _run_and_report(suite, overrides, rules, files.thresholds, out, cache, 0, quiet)
+
+
+def main() -> None:
+    cli(prog_name="gate")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

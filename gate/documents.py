@@ -1,0 +1,257 @@
+"""Read YAML/JSON documents strictly and validate them against shipped JSON Schemas.
+
+Why not ``yaml.safe_load`` + ``jsonschema.validate``: users need to see *where* a
+problem is (file, line:column and JSON pointer) and *every* problem at once, and
+silently-accepted duplicate keys are a classic way for a gate to check the wrong
+threshold. So this module keeps a map from JSON pointer to source position and
+rejects duplicate keys in both YAML and JSON.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from gate.errors import BadInput, BadInputs
+
+
+@dataclass
+class Document:
+    """A parsed document and where each of its values came from."""
+
+    path: Path
+    data: Any
+    positions: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, pointer: str) -> str:
+        """``line:col`` of the value at ``pointer`` (or its nearest parent), else the pointer."""
+        probe = pointer
+        while True:
+            if probe in self.positions:
+                line, col = self.positions[probe]
+                return f"{line}:{col}"
+            if not probe:
+                return pointer or "/"
+            probe = probe.rsplit("/", 1)[0]
+
+    def error(self, pointer: str, message: str) -> BadInput:
+        loc = self.where(pointer)
+        if pointer and loc != pointer:
+            loc = f"{loc} ({pointer})"
+        return BadInput(message, self.path, loc)
+
+
+def pointer_of(path: Any) -> str:
+    """JSON pointer (RFC 6901) for a sequence of keys/indices."""
+    parts = [str(p).replace("~", "~0").replace("/", "~1") for p in path]
+    return "".join("/" + p for p in parts)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    result: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in result:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", mark
+            )
+        result[key] = loader.construct_object(value_node, deep=deep)
+    return result
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _positions(text: str) -> dict[str, tuple[int, int]]:
+    """Map JSON pointers to 1-based (line, column) using PyYAML's node marks."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    out: dict[str, tuple[int, int]] = {}
+
+    def walk(node: yaml.Node, ptr: str) -> None:
+        out[ptr] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                walk(v, ptr + "/" + str(k.value).replace("~", "~0").replace("/", "~1"))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, f"{ptr}/{i}")
+
+    if root is not None:
+        walk(root, "")
+    return out
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def load_document(path: str | Path, kind: str = "file") -> Document:
+    """Parse a YAML or JSON file (by extension; JSON for ``.json``) strictly."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{kind} not found", path) from None
+    except IsADirectoryError:
+        raise BadInput(f"{kind} is a directory, expected a file", path) from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {kind}: {exc.strerror}", path) from None
+    if not text.strip():
+        raise BadInput(f"{kind} is empty", path)
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text, object_pairs_hook=_reject_duplicates)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"invalid JSON: {exc.msg}", path, f"{exc.lineno}:{exc.colno}") from None
+        except ValueError as exc:  # duplicate key
+            raise BadInput(f"invalid JSON: {exc}", path) from None
+    else:
+        try:
+            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            loc = f"{mark.line + 1}:{mark.column + 1}" if mark else None
+            what = exc.problem or str(exc)
+            if exc.context and exc.problem:
+                what = f"{exc.context}, {exc.problem}"
+            raise BadInput(f"invalid YAML: {what}", path, loc) from None
+        except yaml.YAMLError as exc:
+            raise BadInput(f"invalid YAML: {exc}", path) from None
+    return Document(path=path, data=data, positions=_positions(text))
+
+
+@cache
+def load_schema(name: str) -> dict:
+    """A JSON Schema shipped in ``gate/schemas`` (``suite``, ``thresholds``, ``results``)."""
+    text = resources.files("gate.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@cache
+def _known_keys(name: str) -> tuple[str, ...]:
+    keys: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                keys.update(props)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(load_schema(name))
+    return tuple(sorted(keys))
+
+
+_TYPE_NAMES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+               float: "number", type(None): "null"}
+
+
+def _describe(value: Any) -> str:
+    kind = _TYPE_NAMES.get(type(value), type(value).__name__)
+    if isinstance(value, (dict, list)):
+        return kind
+    shown = json.dumps(value) if not isinstance(value, str) or len(value) < 60 else json.dumps(value[:57] + "...")
+    return f"{kind} {shown}"
+
+
+def _explain(error: jsonschema.ValidationError, schema_name: str) -> list[tuple[str, str]]:
+    """(pointer, message) pairs in words a user acts on."""
+    ptr = pointer_of(error.absolute_path)
+    v = error.validator
+    if v in ("additionalProperties", "unevaluatedProperties"):
+        inst = error.instance if isinstance(error.instance, dict) else {}
+        if v == "additionalProperties":
+            props = error.schema.get("properties", {})
+            keys = [k for k in inst if k not in props]
+        else:  # jsonschema names the unevaluated keys with repr() in its message
+            keys = [k for k in inst if repr(k) in error.message]
+        allowed = _known_keys(schema_name)
+        out = []
+        for key in keys:
+            hint = difflib.get_close_matches(str(key), allowed, n=1)
+            out.append((ptr + "/" + str(key), f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")))
+        return out or [(ptr, error.message)]
+    if v == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return [(ptr, f"missing required key {missing!r}")]
+    if v == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return [(ptr, f"expected {expected}, got {_describe(error.instance)}")]
+    if v == "enum":
+        options = ", ".join(json.dumps(o) for o in error.validator_value)
+        hint = ""
+        if isinstance(error.instance, str):
+            close = difflib.get_close_matches(error.instance, [str(o) for o in error.validator_value], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+        return [(ptr, f"expected one of {options}, got {_describe(error.instance)}{hint}")]
+    if v == "const":
+        return [(ptr, f"expected {json.dumps(error.validator_value)}, got {_describe(error.instance)}")]
+    if v == "pattern":
+        desc = error.schema.get("description", f"a string matching {error.validator_value}")
+        return [(ptr, f"expected {desc}, got {_describe(error.instance)}")]
+    alternatives = error.validator_value if v in ("oneOf", "anyOf") else None
+    if alternatives and all(isinstance(a, dict) and set(a) == {"required"} for a in alternatives):
+        keys = ", ".join(repr(k) for a in alternatives for k in a["required"])
+        present = [k for a in alternatives for k in a["required"] if isinstance(error.instance, dict) and k in error.instance]
+        if v == "anyOf":
+            return [(ptr, f"expected at least one of the keys {keys}")]
+        got = f"; got {', '.join(map(repr, present))}" if present else ""
+        return [(ptr, f"expected exactly one of the keys {keys}{got}")]
+    if v in ("oneOf", "anyOf") and error.context:
+        # Report the alternative that got furthest: the most specific sub-error.
+        best = jsonschema.exceptions.best_match(error.context)
+        return _explain(best, schema_name)
+    custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
+    return [(ptr, custom or error.message)]
+
+
+def schema_problems(doc: Document, schema_name: str) -> list[BadInput]:
+    """Every schema violation in ``doc``, located, in document order."""
+    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    problems: list[tuple[tuple, str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for err in validator.iter_errors(doc.data):
+        for ptr, msg in _explain(err, schema_name):
+            if (ptr, msg) in seen:
+                continue
+            seen.add((ptr, msg))
+            line_col = doc.positions.get(ptr, doc.positions.get(ptr.rsplit("/", 1)[0], (0, 0)))
+            problems.append((line_col, ptr, msg))
+    problems.sort(key=lambda p: (p[0], p[1]))
+    return [doc.error(ptr, msg) for _, ptr, msg in problems]
+
+
+def validate(doc: Document, schema_name: str) -> None:
+    """Raise :class:`BadInputs` listing every violation, if any."""
+    problems = schema_problems(doc, schema_name)
+    if problems:
+        raise BadInputs(problems)

@@ -1,0 +1,40 @@
+"""Neutralize untrusted text before it goes into Markdown.
+
+Suite names, model specs, task notes and (later) dataset rows and model outputs are
+not ours: they must not ping people (@-mentions), cross-link issues (#123), inject
+HTML or comments, or break out of a table cell or code span.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+_ZWJ = "\u2060"  # word joiner: invisible, breaks GitHub's autolinking
+# GitHub links @name and #123 only where they start a word (not in "ndcg@10" or "a#1").
+_MENTION = re.compile(r"(?<![A-Za-z0-9_.+-])@(?=[A-Za-z0-9_-])")
+_ISSUE = re.compile(r"(?<![A-Za-z0-9_&/-])#(?=\d)")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def text(value: object, limit: int | None = None) -> str:
+    """Untrusted text as inert inline Markdown on one line (safe in a table cell)."""
+    s = " ".join(str(value).split())
+    if limit is not None and len(s) > limit:
+        s = s[: max(limit - 1, 0)] + "…"
+    s = html.escape(s, quote=False)
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    s = _MENTION.sub("@" + _ZWJ, s)
+    return _ISSUE.sub("#" + _ZWJ, s)
+
+
+def code(value: object, limit: int | None = None) -> str:
+    """Untrusted text as an inline code span that cannot be closed early."""
+    s = " ".join(str(value).split())
+    if limit is not None and len(s) > limit:
+        s = s[: max(limit - 1, 0)] + "…"
+    s = s.replace("|", "¦")  # a pipe ends a table cell even inside a code span
+    longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") or not s else ""
+    return f"{fence}{pad}{s}{pad}{fence}"

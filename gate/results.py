@@ -1,0 +1,61 @@
+"""results.json and examples.jsonl: writing, reading and schema checks (contracts §5).
+
+Values are written as plain floats; a NaN or infinite value becomes ``null`` (JSON
+has no NaN) and any rule that needs it reports an error. Reading validates against
+the shipped schema, so ``gate check`` and ``gate render`` never act on a file they
+do not understand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from gate.documents import load_document, validate
+from gate.errors import BadInput
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
+        return _clean(value.item())
+    return value
+
+
+def dumps(results: dict[str, Any]) -> str:
+    return json.dumps(_clean(results), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_outputs(out_dir: str | Path, results: dict[str, Any], report: str,
+                  examples: Iterable[dict[str, Any]] | None = None) -> dict[str, Path]:
+    """Write results.json, report.md and (when given) examples.jsonl; return their paths."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"results": out / "results.json", "report": out / "report.md"}
+        paths["results"].write_text(dumps(results), encoding="utf-8")
+        paths["report"].write_text(report, encoding="utf-8")
+        if examples is not None:
+            paths["examples"] = out / "examples.jsonl"
+            with paths["examples"].open("w", encoding="utf-8") as fh:
+                for row in examples:
+                    fh.write(json.dumps(_clean(row), ensure_ascii=False, allow_nan=False) + "\n")
+    except OSError as exc:
+        raise BadInput(f"cannot write the output: {exc.strerror}", exc.filename or out) from None
+    return paths
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read and validate a results.json (bad input raises, exit 2)."""
+    doc = load_document(Path(path), "results file")
+    if Path(path).suffix.lower() != ".json":
+        raise BadInput("expected a results.json file", path)
+    validate(doc, "results")
+    return doc.data

@@ -1,0 +1,211 @@
+"""Run a suite: encode every unique text once per model, score every task, apply the rules.
+
+The order is chosen to fail fast and cheaply: model references and every data file
+are checked (bad input, exit 2) before any model is loaded. A model that fails to
+load or encode does not stop the run: its tasks get no values, the failure is
+recorded in ``errors`` and the verdict is ``error`` (exit 3), never ``pass``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+import gate
+from gate.cache import EmbeddingCache
+from gate.errors import EvaluationError
+from gate.providers import Embedder, Loader, check_model, load_embedder
+from gate.suite import ROLES, ModelSpec, Suite
+from gate.tasks import Scores, Task, load_task
+from gate.thresholds import Rule, decide, evaluate
+
+Log = Callable[[str], None]
+
+
+class EmbeddingTable:
+    """Normalized embeddings of unique texts, looked up by text."""
+
+    def __init__(self, texts: list[str], matrix: np.ndarray):
+        self.index = {t: i for i, t in enumerate(texts)}
+        self.matrix = matrix
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        idx = np.fromiter((self.index[t] for t in texts), dtype=np.int64, count=len(texts))
+        if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
+            return self.matrix[idx[0]:idx[-1] + 1]  # a view: no copy of a big corpus
+        return self.matrix[idx]
+
+
+def normalize(matrix: np.ndarray) -> np.ndarray:
+    """L2-normalize rows in place (zero rows stay zero)."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    np.divide(matrix, norms, out=matrix, where=norms > 0)
+    return matrix
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    embedder: Embedder | None = None
+    fingerprint: str | None = None
+    table: EmbeddingTable | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class RunOutput:
+    results: dict[str, Any]
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _encode(model: LoadedModel, texts: list[str], cache: EmbeddingCache | None, log: Log,
+            show_progress: bool) -> np.ndarray:
+    assert model.embedder is not None and model.fingerprint is not None
+    cached = cache.get(model.fingerprint, texts) if cache else {}
+    missing = [i for i in range(len(texts)) if i not in cached]
+    if cache:
+        log(f"  cache: {len(cached)} of {len(texts)} texts found"
+            + (f", {cache.corrupt} corrupt entries ignored" if cache.corrupt else ""))
+    start = time.perf_counter()
+    fresh = model.embedder.encode([texts[i] for i in missing], show_progress=show_progress) if missing else None
+    if missing:
+        took = time.perf_counter() - start
+        log(f"  encoded {len(missing):,} texts in {took:.1f} s ({len(missing) / max(took, 1e-9):,.0f}/s)")
+        if fresh.shape[0] != len(missing):
+            raise EvaluationError(f"model {model.spec.spec} returned {fresh.shape[0]} vectors for {len(missing)} texts")
+        if cache:
+            cache.put(model.fingerprint, [texts[i] for i in missing], fresh)
+    dim = fresh.shape[1] if fresh is not None else len(next(iter(cached.values())))
+    matrix = np.empty((len(texts), dim), dtype=np.float32)
+    if fresh is not None:
+        matrix[missing] = fresh
+    for i, vec in cached.items():
+        matrix[i] = vec
+    if not np.isfinite(matrix).all():
+        raise EvaluationError(f"model {model.spec.spec} produced NaN or infinite embeddings")
+    return normalize(matrix)
+
+
+def _metric_value(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, rules: list[Rule] | None = None,
+              seed: int | None = None, loader: Loader = load_embedder, cache: EmbeddingCache | None = None,
+              log: Log = lambda msg: None, show_progress: bool = False, thresholds_sha256: str | None = None
+              ) -> RunOutput:
+    # 1. Resolve and check every model reference, then read every data file: bad input stops here.
+    task_models = {t.name: suite.resolved_models(t, overrides) for t in suite.tasks}
+    models: dict[tuple, LoadedModel] = {}
+    for pair in task_models.values():
+        for spec in pair.values():
+            if spec.key not in models:
+                check_model(spec)
+                models[spec.key] = LoadedModel(spec)
+    tasks: list[Task] = []
+    for t in suite.tasks:
+        log(f"reading task {t.name} ({t.type})")
+        tasks.append(load_task(t))
+
+    # 2. Each distinct model encodes the union of its tasks' texts, once.
+    texts_of: dict[tuple, dict[str, None]] = {key: {} for key in models}
+    for task in tasks:
+        for spec in task_models[task.data.spec.name].values():
+            texts_of[spec.key].update(dict.fromkeys(task.texts()))
+    errors: list[str] = []
+    for key, model in models.items():
+        texts = list(texts_of[key])
+        roles = sorted({r for pair in task_models.values() for r, s in pair.items() if s.key == key})
+        log(f"{'/'.join(roles)} model {model.spec.spec}: loading")
+        start = time.perf_counter()
+        try:
+            model.embedder = loader(model.spec)
+            model.fingerprint = model.embedder.fingerprint()
+            log(f"  {len(texts):,} unique texts to embed")
+            model.table = EmbeddingTable(texts, _encode(model, texts, cache, log, show_progress))
+        except EvaluationError as exc:
+            model.error = str(exc)
+            errors.append(str(exc))
+            log(f"  error: {exc}")
+        model.seconds = time.perf_counter() - start
+
+    # 3. Raw scores per task and role, then every metric from them.
+    metrics: dict[str, dict[str, Any]] = {}
+    task_info: dict[str, dict[str, Any]] = {}
+    examples: list[dict[str, Any]] = []
+    for task in tasks:
+        name = task.data.spec.name
+        pair = task_models[name]
+        scores: dict[str, Scores | None] = {}
+        for role in ROLES:
+            table = models[pair[role].key].table
+            scores[role] = task.score(table) if table is not None else None
+        values = {role: {m.name: m.compute(s.arrays) for m in task.metrics} if s else {} for role, s in scores.items()}
+        for m in task.metrics:
+            b, c = _metric_value(values["baseline"].get(m.name)), _metric_value(values["candidate"].get(m.name))
+            metrics[f"{name}/{m.name}"] = {
+                "baseline": b, "candidate": c,
+                "delta": None if b is None or c is None else c - b,
+                "higher_is_better": m.higher_is_better, "n": task.data.n,
+            }
+        info: dict[str, Any] = {"type": task.data.spec.type, "group": task.data.spec.group, "n": task.data.n,
+                                "data_sha256": task.data.data_sha256}
+        if task.data.spec.models:
+            info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
+        if task.data.notes:
+            info["notes"] = task.data.notes
+        task_info[name] = info
+        examples.extend(_examples(task, scores))
+
+    # 4. Rules and verdict.
+    groups = {name: info["group"] for name, info in task_info.items()}
+    rule_results = evaluate(rules or [], metrics, groups)
+    verdict, reason = decide(rule_results, errors, rules is not None and len(rules) > 0)
+    first = task_models[suite.tasks[0].name]
+    top_models = {}
+    for r in ROLES:
+        spec = (overrides or {}).get(r) or suite.models.get(r) or first[r]
+        loaded = models.get(spec.key)
+        top_models[r] = _model_json(loaded) if loaded else {"spec": spec.spec, "fingerprint": None}
+    results = {
+        "schema_version": 1,
+        "suite": suite.name,
+        "verdict": verdict,
+        "reason": reason,
+        "gate_version": gate.__version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "thresholds": thresholds_sha256,
+        "models": top_models,
+        "tasks": task_info,
+        "metrics": metrics,
+        "rules": [r.to_json() for r in rule_results],
+        "errors": errors,
+    }
+    return RunOutput(results, examples)
+
+
+def _model_json(model: LoadedModel) -> dict[str, Any]:
+    return {"spec": model.spec.spec, "fingerprint": model.fingerprint}
+
+
+def _examples(task: Task, scores: dict[str, Scores | None]) -> list[dict[str, Any]]:
+    rows = []
+    for i, ex_id in enumerate(task.data.example_ids):
+        row: dict[str, Any] = {"task": task.data.spec.name, "id": ex_id, "text": task.data.example_text[i]}
+        for role, s in scores.items():
+            if s is None:
+                row[role] = None
+                continue
+            values: dict[str, Any] = {k: _metric_value(float(v[i])) for k, v in s.arrays.items()}
+            if s.extras is not None:
+                values.update(s.extras[i])
+            row[role] = values
+        rows.append(row)
+    return rows

@@ -1,0 +1,60 @@
+"""Task types: read a task's data, list the texts to embed, compute raw per-example scores.
+
+A task never loads a model: the runner encodes every unique text once per model
+and hands the task an ``embed`` lookup. Metrics are :class:`~gate.metrics.MetricDef`
+functions of the per-example arrays the task returns, so they stay pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from gate.errors import BadInput
+from gate.metrics import MetricDef
+from gate.suite import TaskSpec
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class Scores:
+    """One model's raw result on one task: aligned per-example arrays (+ optional extras per example)."""
+
+    arrays: dict[str, np.ndarray]
+    extras: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class TaskData:
+    """What every loaded task exposes, whatever its type."""
+
+    spec: TaskSpec
+    n: int
+    data_sha256: dict[str, str]
+    example_ids: list[str]
+    example_text: list[dict[str, str]]
+    notes: list[str] = field(default_factory=list)
+
+
+class Task(Protocol):
+    data: TaskData
+    metrics: list[MetricDef]
+
+    def texts(self) -> list[str]:
+        """Every text the task needs embedded (duplicates allowed; the runner encodes each once)."""
+
+    def score(self, embed: Embed) -> Scores:
+        """Per-example raw scores for one model."""
+
+
+def load_task(spec: TaskSpec) -> Task:
+    """Read and check the task's data files (bad data is :class:`BadInput`, exit 2)."""
+    from gate.tasks import retrieval, sts
+
+    types = {"sts": sts.STSTask, "retrieval": retrieval.RetrievalTask}
+    if spec.type not in types:  # the schema lists every type; this guards a mismatch
+        raise BadInput(f"unknown task type {spec.type!r}", location=spec.pointer)
+    return types[spec.type].load(spec)

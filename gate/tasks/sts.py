@@ -1,0 +1,59 @@
+"""``sts``: semantic textual similarity, cosine of the two embeddings vs human scores.
+
+Data rows: ``{"sentence1": str, "sentence2": str, "score": number}``.
+Metrics: ``spearman`` and ``pearson`` between cosine similarity and the gold score
+(the correlation is recomputed on whatever examples it is given, so resampling
+and sharding work on the per-pair arrays).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gate.data import Column, read_table
+from gate.errors import BadInput
+from gate.metrics import MetricDef
+from gate.metrics.correlation import pearson, spearman
+from gate.suite import TaskSpec
+from gate.tasks import Embed, Scores, TaskData
+
+COLUMNS = [Column("sentence1", "text"), Column("sentence2", "text"), Column("score", "number")]
+
+METRICS = [
+    MetricDef("spearman", True, lambda a: spearman(a["cosine"], a["gold"]),
+              "Spearman correlation between cosine similarity and the human score"),
+    MetricDef("pearson", True, lambda a: pearson(a["cosine"], a["gold"]),
+              "Pearson correlation between cosine similarity and the human score"),
+]
+
+
+class STSTask:
+    metrics = METRICS
+
+    def __init__(self, data: TaskData, s1: list[str], s2: list[str], gold: np.ndarray):
+        self.data, self.s1, self.s2, self.gold = data, s1, s2, gold
+
+    @classmethod
+    def load(cls, spec: TaskSpec) -> "STSTask":
+        table = read_table(spec.path("data"), COLUMNS, "STS data file")
+        gold = np.array([r["score"] for r in table.rows], dtype=np.float64)
+        if len(table) < 3:
+            raise BadInput(f"{len(table)} pairs; expected at least 3 to compute a correlation", table.path)
+        if np.ptp(gold) == 0:
+            raise BadInput("every 'score' is the same value; a correlation needs varying scores", table.path)
+        s1 = [r["sentence1"] for r in table.rows]
+        s2 = [r["sentence2"] for r in table.rows]
+        data = TaskData(
+            spec=spec, n=len(table), data_sha256={"data": table.sha256},
+            example_ids=[str(line) for line in table.lines],
+            example_text=[{"sentence1": a, "sentence2": b} for a, b in zip(s1, s2)],
+        )
+        return cls(data, s1, s2, gold)
+
+    def texts(self) -> list[str]:
+        return self.s1 + self.s2
+
+    def score(self, embed: Embed) -> Scores:
+        a, b = embed(self.s1), embed(self.s2)
+        cosine = np.einsum("ij,ij->i", a, b, dtype=np.float64)
+        return Scores({"cosine": cosine, "gold": self.gold})

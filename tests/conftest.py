@@ -1,0 +1,103 @@
+"""Shared fixtures: real data subsets from examples/, the real default model, a real tiny fine-tune."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DATA = ROOT / "examples" / "demo" / "data"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """A small real slice of the demo data: 300 STS-B pairs; 40 Cranfield test queries over 400 abstracts.
+
+    The corpus holds every document judged for those queries plus the first abstracts
+    of the collection as distractors, so the ranking task stays realistic.
+    """
+    root = tmp_path_factory.mktemp("small")
+    write_jsonl(root / "stsb.jsonl", read_jsonl(DEMO_DATA / "stsb" / "test.jsonl")[:300])
+    queries = read_jsonl(DEMO_DATA / "cranfield" / "queries-test.jsonl")[:40]
+    qids = {q["id"] for q in queries}
+    qrels = [r for r in read_jsonl(DEMO_DATA / "cranfield" / "qrels-test.jsonl") if r["query_id"] in qids]
+    judged = {r["doc_id"] for r in qrels}
+    corpus_all = read_jsonl(DEMO_DATA / "cranfield" / "corpus.jsonl")
+    corpus = [d for d in corpus_all if d["id"] in judged]
+    for d in corpus_all:
+        if len(corpus) >= 400:
+            break
+        if d["id"] not in judged:
+            corpus.append(d)
+    write_jsonl(root / "queries.jsonl", queries)
+    write_jsonl(root / "corpus.jsonl", corpus)
+    write_jsonl(root / "qrels.jsonl", qrels)
+    return root
+
+
+SMALL_SUITE = """\
+version: 1
+name: small
+models:
+  baseline: {provider: sentence-transformers, model: default}
+  candidate: {provider: sentence-transformers, model: default}
+tasks:
+  - name: stsb
+    type: sts
+    group: general
+    data: stsb.jsonl
+  - name: cranfield
+    type: retrieval
+    group: target
+    queries: queries.jsonl
+    corpus: corpus.jsonl
+    qrels: qrels.jsonl
+    k: [1, 5, 10]
+"""
+
+
+@pytest.fixture(scope="session")
+def small_suite(small_data: Path) -> Path:
+    path = small_data / "suite.yaml"
+    path.write_text(SMALL_SUITE, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_embedder():
+    from gate.providers import load_embedder
+    from gate.suite import ModelSpec
+
+    return load_embedder(ModelSpec("sentence-transformers", "default"))
+
+
+@pytest.fixture(scope="session")
+def tiny_finetune(tmp_path_factory) -> Path:
+    """A real fine-tune of the default model: 3 short steps of the demo's training loop."""
+    from gate.demo import TrainSettings, demo_files, train_candidate
+
+    cache = tmp_path_factory.mktemp("demo-cache")
+    settings = TrainSettings(batch_size=8, max_seq_length=64, max_steps=3, learning_rate=1e-4)
+    return train_candidate(demo_files(), cache, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def embedding_cache_dir(tmp_path_factory) -> Path:
+    """One embedding cache for the CLI tests, so the real model encodes each text once per session."""
+    return tmp_path_factory.mktemp("emb-cache")
