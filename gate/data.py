@@ -14,7 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from gate.errors import BadInput
 
@@ -61,7 +61,7 @@ def _coerce(value: Any, col: Column, from_text: bool) -> Any:
         try:
             value = float(value) if col.kind == "number" else int(value)
         except ValueError:
-            raise ValueError(f"expected a {'number' if col.kind == 'number' else 'integer'}, got {value!r}") from None
+            raise ValueError(f"expected {'a number' if col.kind == 'number' else 'an integer'}, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"expected a number, got {type(value).__name__}")
     if col.kind == "integer":
@@ -73,27 +73,36 @@ def _coerce(value: Any, col: Column, from_text: bool) -> Any:
     return float(value)
 
 
-def _records(path: Path, raw: bytes) -> tuple[list[tuple[int, dict]], bool]:
-    """(line, record) pairs and whether values came from text (CSV/TSV)."""
+def _records(path: Path, raw: bytes) -> tuple[Iterator[tuple[int, dict]], bool]:
+    """(line, record) pairs, parsed lazily so the first bad row is the one reported, and whether
+    values came from text (CSV/TSV)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BadInput(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
-        out = []
-        try:
-            for record in reader:
-                if None in record:
-                    raise BadInput(f"more columns than the header's {len(reader.fieldnames or [])}", path,
-                                   str(reader.line_num))
-                out.append((reader.line_num, record))
-        except csv.Error as exc:
-            raise BadInput(f"invalid CSV: {exc}", path, str(reader.line_num)) from None
-        return out, True
-    out = []
-    for number, line in enumerate(text.splitlines(), start=1):
+        return _delimited(path, text, suffix == ".tsv"), True
+    return _json_lines(path, text), False
+
+
+def _delimited(path: Path, text: str, tsv: bool) -> Iterator[tuple[int, dict]]:
+    # TSV is taken literally (no quoting), as STS-style TSV files are written.
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if tsv else {}
+    reader = csv.DictReader(io.StringIO(text, newline=""), **options)
+    try:
+        for record in reader:
+            if None in record:
+                raise BadInput(f"more columns than the header's {len(reader.fieldnames or [])}", path,
+                               str(reader.line_num))
+            yield reader.line_num, record
+    except csv.Error as exc:
+        raise BadInput(f"invalid {'TSV' if tsv else 'CSV'}: {exc}", path, str(reader.line_num)) from None
+
+
+def _json_lines(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    # Split on "\n" only: str.splitlines() would also break inside strings at U+2028 and friends.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -103,8 +112,7 @@ def _records(path: Path, raw: bytes) -> tuple[list[tuple[int, dict]], bool]:
                            path, str(number)) from None
         if not isinstance(record, dict):
             raise BadInput(f"expected a JSON object, got {type(record).__name__}", path, str(number))
-        out.append((number, record))
-    return out, False
+        yield number, record
 
 
 def read_table(path: str | Path, columns: list[Column], what: str = "data file") -> Table:
@@ -119,9 +127,6 @@ def read_table(path: str | Path, columns: list[Column], what: str = "data file")
     except OSError as exc:
         raise BadInput(f"cannot read {what}: {exc.strerror}", path) from None
     records, from_text = _records(path, raw)
-    if not records:
-        expected = ", ".join(c.name for c in columns)
-        raise BadInput(f"{what} has no rows; expected rows with {expected}", path)
     rows, lines = [], []
     for line, record in records:
         row = {}
@@ -137,6 +142,9 @@ def read_table(path: str | Path, columns: list[Column], what: str = "data file")
                 raise BadInput(f"field {col.name!r}: {exc}", path, str(line)) from None
         rows.append(row)
         lines.append(line)
+    if not rows:
+        expected = ", ".join(c.name for c in columns)
+        raise BadInput(f"{what} has no rows; expected rows with {expected}", path)
     return Table(path=path, rows=rows, lines=lines, sha256=hashlib.sha256(raw).hexdigest())
 
 

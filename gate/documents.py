@@ -84,11 +84,13 @@ def _positions(text: str) -> dict[str, tuple[int, int]]:
         return {}
     out: dict[str, tuple[int, int]] = {}
 
-    def walk(node: yaml.Node, ptr: str) -> None:
-        out[ptr] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    def walk(node: yaml.Node, ptr: str, mark: yaml.Mark | None = None) -> None:
+        # A mapping value is located at its key: that is where a user looks for "unknown key".
+        mark = mark or node.start_mark
+        out[ptr] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
-                walk(v, ptr + "/" + str(k.value).replace("~", "~0").replace("/", "~1"))
+                walk(v, ptr + "/" + str(k.value).replace("~", "~0").replace("/", "~1"), k.start_mark)
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
                 walk(v, f"{ptr}/{i}")
@@ -96,6 +98,27 @@ def _positions(text: str) -> dict[str, tuple[int, int]]:
     if root is not None:
         walk(root, "")
     return out
+
+
+def _duplicate_key_location(text: str) -> str | None:
+    """``line:col`` of the first repeated key in a mapping, found on PyYAML's node tree."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for k, v in node.value:
+                if k.value in seen:
+                    return f"{k.start_mark.line + 1}:{k.start_mark.column + 1}"
+                seen.add(k.value)
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
@@ -128,7 +151,7 @@ def load_document(path: str | Path, kind: str = "file") -> Document:
         except json.JSONDecodeError as exc:
             raise BadInput(f"invalid JSON: {exc.msg}", path, f"{exc.lineno}:{exc.colno}") from None
         except ValueError as exc:  # duplicate key
-            raise BadInput(f"invalid JSON: {exc}", path) from None
+            raise BadInput(f"invalid JSON: {exc}", path, _duplicate_key_location(text.replace("\t", " "))) from None
     else:
         try:
             data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
@@ -141,7 +164,8 @@ def load_document(path: str | Path, kind: str = "file") -> Document:
             raise BadInput(f"invalid YAML: {what}", path, loc) from None
         except yaml.YAMLError as exc:
             raise BadInput(f"invalid YAML: {exc}", path) from None
-    return Document(path=path, data=data, positions=_positions(text))
+    position_text = text.replace("\t", " ") if path.suffix.lower() == ".json" else text
+    return Document(path=path, data=data, positions=_positions(position_text))
 
 
 @cache
@@ -182,22 +206,44 @@ def _describe(value: Any) -> str:
     return f"{kind} {shown}"
 
 
+def _declared_keys(schema: Any, instance: dict) -> set[str]:
+    """Keys a schema declares for ``instance``: its ``properties`` plus those of every ``then`` whose ``if`` matches.
+
+    When a ``then`` branch fails (a missing or mistyped field), jsonschema counts all of its keys as
+    unevaluated; those keys are valid and the real problem is reported by the branch's own error.
+    """
+    if not isinstance(schema, dict):
+        return set()
+    keys = set(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        cond = part.get("if") if isinstance(part, dict) else None
+        if cond is not None and jsonschema.Draft202012Validator(cond).is_valid(instance):
+            keys |= set(part.get("then", {}).get("properties", {}))
+    return keys
+
+
 def _explain(error: jsonschema.ValidationError, schema_name: str) -> list[tuple[str, str]]:
     """(pointer, message) pairs in words a user acts on."""
     ptr = pointer_of(error.absolute_path)
     v = error.validator
+    custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
+    if custom and v in ("anyOf", "oneOf", "not", "const", "minItems", "minimum"):
+        return [(ptr, custom)]
     if v in ("additionalProperties", "unevaluatedProperties"):
         inst = error.instance if isinstance(error.instance, dict) else {}
         if v == "additionalProperties":
             props = error.schema.get("properties", {})
             keys = [k for k in inst if k not in props]
         else:  # jsonschema names the unevaluated keys with repr() in its message
-            keys = [k for k in inst if repr(k) in error.message]
+            declared = _declared_keys(error.schema, inst)
+            keys = [k for k in inst if repr(k) in error.message and k not in declared]
         allowed = _known_keys(schema_name)
         out = []
         for key in keys:
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             out.append((ptr + "/" + str(key), f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")))
+        if v == "unevaluatedProperties":
+            return out  # empty when every key is declared: the failing branch reports the real problem
         return out or [(ptr, error.message)]
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
@@ -230,7 +276,6 @@ def _explain(error: jsonschema.ValidationError, schema_name: str) -> list[tuple[
         # Report the alternative that got furthest: the most specific sub-error.
         best = jsonschema.exceptions.best_match(error.context)
         return _explain(best, schema_name)
-    custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
     return [(ptr, custom or error.message)]
 
 
