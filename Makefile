@@ -3,16 +3,23 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# Where pip finds the CPU-only torch wheel. Empty: pip's own configuration (this project's machines
+# carry the CPU wheel locally). The Dockerfile sets https://download.pytorch.org/whl/cpu.
+TORCH_INDEX ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint install clean
+.PHONY: demo test install lint clean
 
 $(BIN)/.gate-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: an unpinned torch would pull gigabytes of CUDA packages
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(BIN)/.gate-test-installed: $(BIN)/.gate-installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
@@ -23,12 +30,13 @@ install: $(BIN)/.gate-installed
 demo: install
 	$(BIN)/gate demo --cache .gate-cache --out gate-out || [ $$? -eq 1 ]
 
-## make test: the whole test suite (real model, local reference libraries).
-test: install
+## make test: lint the Dockerfile and workflows, then the whole test suite.
+test: $(BIN)/.gate-test-installed lint
 	$(BIN)/python -m pytest
 
-lint: install
+lint: $(BIN)/.gate-test-installed
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/actionlint -color=false .github/workflows/*.yml examples/workflows/*.yml
 
 clean:
 	rm -rf $(VENV) gate-out .gate-cache .pytest_cache *.egg-info

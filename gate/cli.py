@@ -141,31 +141,19 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
     if candidate:
         overrides["candidate"] = parse_model_spec(candidate, "--candidate")
     loaded_suite = load_suite(suite)
-    rules = load_thresholds(thresholds) if thresholds else None
-    _run_and_report(loaded_suite, overrides, rules, thresholds, out, cache, seed, quiet)
+    if thresholds:
+        load_thresholds(thresholds)  # bad thresholds are bad input before anything runs
+    _run_and_report(loaded_suite, overrides, thresholds, out, cache, seed, quiet)
 
 
-def _run_and_report(loaded_suite: Any, overrides: dict, rules: Any, thresholds: Path | None, out: Path,
-                    cache: Path | None, seed: int, quiet: bool) -> None:
-    from gate.cache import EmbeddingCache
-    from gate.report import render
-    from gate.results import write_outputs
-    from gate.runner import run_suite
+def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None,
+                    seed: int, quiet: bool) -> None:
+    from gate.pipeline import evaluate_to_dir
 
-    log = _Log(quiet)
-    if rules is None:
-        log("no --thresholds given: metrics are reported but no rule is checked")
-    store = EmbeddingCache(cache) if cache else None
-    try:
-        output = run_suite(loaded_suite, overrides=overrides, rules=rules, seed=seed, cache=store, log=log,
-                           show_progress=_show_progress(quiet),
-                           thresholds_sha256=_sha256(thresholds) if thresholds else None)
-    finally:
-        if store:
-            store.close()
-    paths = write_outputs(out, output.results, render(output.results), output.examples)
-    _summary(output.results, paths)
-    click.get_current_context().exit(VERDICT_EXIT[output.results["verdict"]])
+    outcome = evaluate_to_dir(loaded_suite, overrides=overrides, thresholds=thresholds, out=out, cache=cache,
+                              seed=seed, log=_Log(quiet), show_progress=_show_progress(quiet))
+    _summary(outcome.results, outcome.paths)
+    click.get_current_context().exit(VERDICT_EXIT[outcome.results["verdict"]])
 
 
 @cli.command()
@@ -220,6 +208,76 @@ def render(results_file: Path, template: Path | None) -> None:
     from gate.results import load_results
 
     click.echo(render_report(load_results(results_file), template), nl=False)
+
+
+@cli.command()
+@click.argument("report", type=click.Path(path_type=Path))
+@click.option("--repo", required=True, metavar="OWNER/NAME", help="The repository of the pull request.")
+@click.option("--pr", "pr", required=True, type=click.IntRange(min=1), help="The pull request number.")
+@click.option("--mode", type=click.Choice(["always", "on-failure"]), default="always", show_default=True,
+              help="on-failure: comment only on a failing or erroring gate, or to update an earlier comment.")
+@click.option("--head-sha", metavar="SHA",
+              help="Refuse to comment unless the pull request's head commit is SHA (for workflow_run).")
+def comment(report: Path, repo: str, pr: int, mode: str, head_sha: str | None) -> None:
+    """Create or update the sticky PR comment of a report (one comment per suite, edited in place).
+
+    REPORT is a report.md, or a results.json which is rendered here with the built-in
+    template (use that when the files come from an untrusted run, such as a fork's
+    artifact: every string is neutralized at rendering). The token is read from
+    GITHUB_TOKEN (or GH_TOKEN), the API from GITHUB_API_URL (GitHub Enterprise works).
+    Prints the comment's URL. Exits 3 when GitHub refuses or keeps failing.
+
+    \b
+    Example (the trusted half of the fork-safe two-workflow pattern):
+      gate comment gate-out/results.json --repo octo/app --pr 42 \\
+          --head-sha "$HEAD_SHA"
+    """
+    from gate.errors import BadInput, EvaluationError
+    from gate.github import CommentError, StickyComment, find_marker, make_client
+    from gate.report import render as render_report
+    from gate.results import load_results
+
+    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+    if not token:
+        raise BadInput("no token: set GITHUB_TOKEN (or GH_TOKEN) to a token that can write pull request comments")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise BadInput(f"expected OWNER/NAME, got {repo!r}", location="--repo")
+    results = None
+    if report.suffix.lower() == ".json":
+        results = load_results(report)
+        body = render_report(results)
+    else:
+        try:
+            body = report.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"cannot read the report: {exc.strerror}", report) from None
+        sibling = report.parent / "results.json"
+        results = load_results(sibling) if mode == "on-failure" and sibling.is_file() else None
+    try:
+        marker = find_marker(body)
+    except ValueError as exc:
+        raise BadInput(str(exc), report) from None
+    if mode == "on-failure" and results is None:
+        raise BadInput("--mode on-failure needs the verdict: pass results.json, or keep it beside the report", report)
+    sticky = StickyComment(make_client(token, os.environ.get("GITHUB_API_URL") or "https://api.github.com"), repo, pr)
+    try:
+        if head_sha:
+            actual = sticky.client.get_repo(repo).get_pull(pr).head.sha
+            if actual != head_sha:
+                raise BadInput(f"the head of {repo}#{pr} is {actual}, not {head_sha}: refusing to comment",
+                               location="--head-sha")
+        if mode == "on-failure" and results["verdict"] == "pass" and not sticky.exists(marker):
+            click.echo("gate: the gate passed and there is no earlier comment: nothing to post", err=True)
+            return
+        result = sticky.post(body)
+    except CommentError as exc:
+        raise EvaluationError(f"could not post the comment: {exc}") from None
+    except GateError:
+        raise
+    except Exception as exc:  # network failures and the like: the comment was not posted
+        raise EvaluationError(f"could not post the comment: {type(exc).__name__}: {exc}") from None
+    click.echo(f"gate: comment {result.action}", err=True)
+    click.echo(result.url or "")
 
 
 def _kind_of(data: Any) -> str | None:
@@ -317,7 +375,6 @@ def demo(out: Path, cache: Path | None, retrain: bool, quiet: bool) -> None:
     """
     from gate.demo import cache_dir, demo_files, train_candidate
     from gate.suite import ModelSpec, load_suite
-    from gate.thresholds import load_thresholds
 
     log = _Log(quiet)
     cache = cache or cache_dir()
@@ -325,8 +382,7 @@ def demo(out: Path, cache: Path | None, retrain: bool, quiet: bool) -> None:
     candidate_path = train_candidate(files, cache, retrain=retrain, log=log)
     suite = load_suite(files.suite)
     overrides = {"candidate": ModelSpec("sentence-transformers", str(candidate_path))}
-    rules = load_thresholds(files.thresholds)
-    _run_and_report(suite, overrides, rules, files.thresholds, out, cache, 0, quiet)
+    _run_and_report(suite, overrides, files.thresholds, out, cache, 0, quiet)
 
 
 def main() -> None:

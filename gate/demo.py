@@ -117,8 +117,12 @@ def train(base_path: Path, pairs: list[tuple[str, str]], out_path: Path, setting
     import torch
     from sentence_transformers import SentenceTransformer
 
+    from gate.providers.sentence_transformers import quiet_libraries
+
+    quiet_libraries()
     torch.manual_seed(settings.seed)
     model = SentenceTransformer(str(base_path), device="cpu", local_files_only=True)
+    eval_length = model.max_seq_length
     model.max_seq_length = settings.max_seq_length
     model.train()
     plan = [b for e in range(settings.epochs) for b in batches(pairs, settings.batch_size, settings.seed + e)]
@@ -142,6 +146,7 @@ def train(base_path: Path, pairs: list[tuple[str, str]], out_path: Path, setting
         if step == 1 or step % 10 == 0 or step == len(plan):
             log(f"  training step {step}/{len(plan)}: loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)")
     model.eval()
+    model.max_seq_length = eval_length  # evaluate the candidate exactly as the baseline is evaluated
     out_path.mkdir(parents=True, exist_ok=True)
     model.save(str(out_path))
 

@@ -284,13 +284,17 @@ def schema_problems(doc: Document, schema_name: str) -> list[BadInput]:
     validator = jsonschema.Draft202012Validator(load_schema(schema_name))
     problems: list[tuple[tuple, str, str]] = []
     seen: set[tuple[str, str]] = set()
-    for err in validator.iter_errors(doc.data):
-        for ptr, msg in _explain(err, schema_name):
+    errors = list(validator.iter_errors(doc.data))
+    for err in errors:
+        explained = _explain(err, schema_name)
+        for ptr, msg in explained:
             if (ptr, msg) in seen:
                 continue
             seen.add((ptr, msg))
             line_col = doc.positions.get(ptr, doc.positions.get(ptr.rsplit("/", 1)[0], (0, 0)))
             problems.append((line_col, ptr, msg))
+    if errors and not problems:  # never let an invalid document through for want of a nice message
+        problems = [((0, 0), pointer_of(e.absolute_path), e.message) for e in errors]
     problems.sort(key=lambda p: (p[0], p[1]))
     return [doc.error(ptr, msg) for _, ptr, msg in problems]
 

@@ -51,11 +51,8 @@ def normalize(matrix: np.ndarray) -> np.ndarray:
 @dataclass
 class LoadedModel:
     spec: ModelSpec
-    embedder: Embedder | None = None
     fingerprint: str | None = None
     table: EmbeddingTable | None = None
-    error: str | None = None
-    seconds: float = 0.0
 
 
 @dataclass
@@ -64,23 +61,23 @@ class RunOutput:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _encode(model: LoadedModel, texts: list[str], cache: EmbeddingCache | None, log: Log,
-            show_progress: bool) -> np.ndarray:
-    assert model.embedder is not None and model.fingerprint is not None
-    cached = cache.get(model.fingerprint, texts) if cache else {}
+def _encode(spec: ModelSpec, embedder: Embedder, fingerprint: str, texts: list[str], cache: EmbeddingCache | None,
+            log: Log, show_progress: bool) -> np.ndarray:
+    """Normalized embeddings of ``texts``: cached vectors where valid, the model for the rest."""
+    cached = cache.get(fingerprint, texts) if cache else {}
     missing = [i for i in range(len(texts)) if i not in cached]
     if cache:
         log(f"  cache: {len(cached)} of {len(texts)} texts found"
             + (f", {cache.corrupt} corrupt entries ignored" if cache.corrupt else ""))
     start = time.perf_counter()
-    fresh = model.embedder.encode([texts[i] for i in missing], show_progress=show_progress) if missing else None
+    fresh = embedder.encode([texts[i] for i in missing], show_progress=show_progress) if missing else None
     if missing:
         took = time.perf_counter() - start
         log(f"  encoded {len(missing):,} texts in {took:.1f} s ({len(missing) / max(took, 1e-9):,.0f}/s)")
         if fresh.shape[0] != len(missing):
-            raise EvaluationError(f"model {model.spec.spec} returned {fresh.shape[0]} vectors for {len(missing)} texts")
+            raise EvaluationError(f"model {spec.spec} returned {fresh.shape[0]} vectors for {len(missing)} texts")
         if cache:
-            cache.put(model.fingerprint, [texts[i] for i in missing], fresh)
+            cache.put(fingerprint, [texts[i] for i in missing], fresh)
     dim = fresh.shape[1] if fresh is not None else len(next(iter(cached.values())))
     matrix = np.empty((len(texts), dim), dtype=np.float32)
     if fresh is not None:
@@ -88,7 +85,7 @@ def _encode(model: LoadedModel, texts: list[str], cache: EmbeddingCache | None, 
     for i, vec in cached.items():
         matrix[i] = vec
     if not np.isfinite(matrix).all():
-        raise EvaluationError(f"model {model.spec.spec} produced NaN or infinite embeddings")
+        raise EvaluationError(f"model {spec.spec} produced NaN or infinite embeddings")
     return normalize(matrix)
 
 
@@ -100,79 +97,24 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, ru
               seed: int | None = None, loader: Loader = load_embedder, cache: EmbeddingCache | None = None,
               log: Log = lambda msg: None, show_progress: bool = False, thresholds_sha256: str | None = None
               ) -> RunOutput:
-    # 1. Resolve and check every model reference, then read every data file: bad input stops here.
+    """Evaluate the suite and decide. Bad input raises before any model loads; model failures are recorded."""
     task_models = {t.name: suite.resolved_models(t, overrides) for t in suite.tasks}
-    models: dict[tuple, LoadedModel] = {}
-    for pair in task_models.values():
-        for spec in pair.values():
-            if spec.key not in models:
-                check_model(spec)
-                models[spec.key] = LoadedModel(spec)
+    models = _check_models(task_models)
     tasks: list[Task] = []
     for t in suite.tasks:
         log(f"reading task {t.name} ({t.type})")
         tasks.append(load_task(t))
-
-    # 2. Each distinct model encodes the union of its tasks' texts, once.
-    texts_of: dict[tuple, dict[str, None]] = {key: {} for key in models}
-    for task in tasks:
-        for spec in task_models[task.data.spec.name].values():
-            texts_of[spec.key].update(dict.fromkeys(task.texts()))
-    errors: list[str] = []
-    for key, model in models.items():
-        texts = list(texts_of[key])
-        roles = sorted({r for pair in task_models.values() for r, s in pair.items() if s.key == key})
-        log(f"{'/'.join(roles)} model {model.spec.spec}: loading")
-        start = time.perf_counter()
-        try:
-            model.embedder = loader(model.spec)
-            model.fingerprint = model.embedder.fingerprint()
-            log(f"  {len(texts):,} unique texts to embed")
-            model.table = EmbeddingTable(texts, _encode(model, texts, cache, log, show_progress))
-        except EvaluationError as exc:
-            model.error = str(exc)
-            errors.append(str(exc))
-            log(f"  error: {exc}")
-        model.seconds = time.perf_counter() - start
-
-    # 3. Raw scores per task and role, then every metric from them.
-    metrics: dict[str, dict[str, Any]] = {}
-    task_info: dict[str, dict[str, Any]] = {}
-    examples: list[dict[str, Any]] = []
-    for task in tasks:
-        name = task.data.spec.name
-        pair = task_models[name]
-        scores: dict[str, Scores | None] = {}
-        for role in ROLES:
-            table = models[pair[role].key].table
-            scores[role] = task.score(table) if table is not None else None
-        values = {role: {m.name: m.compute(s.arrays) for m in task.metrics} if s else {} for role, s in scores.items()}
-        for m in task.metrics:
-            b, c = _metric_value(values["baseline"].get(m.name)), _metric_value(values["candidate"].get(m.name))
-            metrics[f"{name}/{m.name}"] = {
-                "baseline": b, "candidate": c,
-                "delta": None if b is None or c is None else c - b,
-                "higher_is_better": m.higher_is_better, "n": task.data.n,
-            }
-        info: dict[str, Any] = {"type": task.data.spec.type, "group": task.data.spec.group, "n": task.data.n,
-                                "data_sha256": task.data.data_sha256}
-        if task.data.spec.models:
-            info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
-        if task.data.notes:
-            info["notes"] = task.data.notes
-        task_info[name] = info
-        examples.extend(_examples(task, scores))
-
-    # 4. Rules and verdict.
+    errors = _encode_all(models, tasks, task_models, loader, cache, log, show_progress)
+    metrics, task_info, examples = _score_all(tasks, task_models, models)
     groups = {name: info["group"] for name, info in task_info.items()}
     rule_results = evaluate(rules or [], metrics, groups)
-    verdict, reason = decide(rule_results, errors, rules is not None and len(rules) > 0)
+    verdict, reason = decide(rule_results, errors, bool(rules))
     first = task_models[suite.tasks[0].name]
     top_models = {}
-    for r in ROLES:
-        spec = (overrides or {}).get(r) or suite.models.get(r) or first[r]
+    for role in ROLES:
+        spec = (overrides or {}).get(role) or suite.models.get(role) or first[role]
         loaded = models.get(spec.key)
-        top_models[r] = _model_json(loaded) if loaded else {"spec": spec.spec, "fingerprint": None}
+        top_models[role] = _model_json(loaded) if loaded else {"spec": spec.spec, "fingerprint": None}
     results = {
         "schema_version": 1,
         "suite": suite.name,
@@ -189,6 +131,74 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, ru
         "errors": errors,
     }
     return RunOutput(results, examples)
+
+
+def _check_models(task_models: dict[str, dict[str, ModelSpec]]) -> dict[tuple, LoadedModel]:
+    """One entry per distinct model; a bad reference is bad input before anything loads."""
+    models: dict[tuple, LoadedModel] = {}
+    for pair in task_models.values():
+        for spec in pair.values():
+            if spec.key not in models:
+                check_model(spec)
+                models[spec.key] = LoadedModel(spec)
+    return models
+
+
+def _encode_all(models: dict[tuple, LoadedModel], tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]],
+                loader: Loader, cache: EmbeddingCache | None, log: Log, show_progress: bool) -> list[str]:
+    """Each distinct model embeds the union of its tasks' texts, once. Returns the errors met."""
+    texts_of: dict[tuple, dict[str, None]] = {key: {} for key in models}
+    for task in tasks:
+        for spec in task_models[task.data.spec.name].values():
+            texts_of[spec.key].update(dict.fromkeys(task.texts()))
+    errors: list[str] = []
+    for key, model in models.items():
+        texts = list(texts_of[key])
+        roles = sorted({r for pair in task_models.values() for r, s in pair.items() if s.key == key})
+        log(f"{'/'.join(roles)} model {model.spec.spec}: loading")
+        try:
+            embedder = loader(model.spec)
+            model.fingerprint = embedder.fingerprint()
+            log(f"  {len(texts):,} unique texts to embed")
+            model.table = EmbeddingTable(texts, _encode(model.spec, embedder, model.fingerprint, texts, cache, log,
+                                                        show_progress))
+        except EvaluationError as exc:
+            errors.append(str(exc))
+            log(f"  error: {exc}")
+    return errors
+
+
+def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel]
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Raw scores per task and role, every metric derived from them, and the per-example rows."""
+    metrics: dict[str, dict[str, Any]] = {}
+    task_info: dict[str, dict[str, Any]] = {}
+    examples: list[dict[str, Any]] = []
+    for task in tasks:
+        name = task.data.spec.name
+        pair = task_models[name]
+        scores: dict[str, Scores | None] = {}
+        values: dict[str, dict[str, float]] = {}
+        for role in ROLES:
+            table = models[pair[role].key].table
+            scores[role] = task.score(table) if table is not None else None
+            values[role] = {m.name: m.compute(scores[role].arrays) for m in task.metrics} if scores[role] else {}
+        for m in task.metrics:
+            b, c = _metric_value(values["baseline"].get(m.name)), _metric_value(values["candidate"].get(m.name))
+            metrics[f"{name}/{m.name}"] = {
+                "baseline": b, "candidate": c,
+                "delta": None if b is None or c is None else c - b,
+                "higher_is_better": m.higher_is_better, "n": task.data.n,
+            }
+        info: dict[str, Any] = {"type": task.data.spec.type, "group": task.data.spec.group, "n": task.data.n,
+                                "data_sha256": task.data.data_sha256}
+        if task.data.spec.models:
+            info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
+        if task.data.notes:
+            info["notes"] = task.data.notes
+        task_info[name] = info
+        examples.extend(_examples(task, scores))
+    return metrics, task_info, examples
 
 
 def _model_json(model: LoadedModel) -> dict[str, Any]:

