@@ -71,12 +71,21 @@ def fit_comment(body: str, limit: int = COMMENT_LIMIT) -> str:
                                  f"({limit:,} characters). The full report is in the job summary and in report.md.")
 
 
-def make_client(token: str, api_url: str, *, retries: int = 5, backoff: float = 1.0, timeout: int = 30):
-    """A PyGithub client that retries reads and edits (5xx, rate limits) but never a create."""
+def make_client(token: str, api_url: str, *, retries: int | None = None, backoff: float | None = None,
+                timeout: int = 30):
+    """A PyGithub client that retries reads and edits (5xx, rate limits) but never a create.
+
+    ``GATE_GITHUB_RETRIES`` (default 5) and ``GATE_GITHUB_BACKOFF`` (seconds, default 1: waits of
+    1, 2, 4, 8 s) tune the retries.
+    """
+    import os
+
     from github import Auth, Github
     from github.GithubRetry import GithubRetry
     from urllib3.util.retry import Retry
 
+    retries = int(os.environ.get("GATE_GITHUB_RETRIES", 5)) if retries is None else retries
+    backoff = float(os.environ.get("GATE_GITHUB_BACKOFF", 1.0)) if backoff is None else backoff
     retry = GithubRetry(total=retries, backoff_factor=backoff, secondary_rate_wait=60, max_rate_limit_wait=300,
                         allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"GET", "PATCH"})
     return Github(auth=Auth.Token(token), base_url=api_url.rstrip("/"), per_page=100, retry=retry, timeout=timeout,
@@ -116,15 +125,20 @@ class StickyComment:
 
     def exists(self, marker: str) -> bool:
         from github import GithubException
+        from requests.exceptions import RequestException
 
         try:
             return self.find(self._issue(), marker, self.author or own_login(self.client)) is not None
         except GithubException as exc:
             raise CommentError(_describe(exc, self.repo, self.number), exc.status) from None
+        except RequestException as exc:  # retries exhausted (RetryError), connection refused, timeouts
+            raise CommentError(f"GitHub could not be reached for {self.repo}#{self.number}: "
+                               f"{type(exc).__name__}") from None
 
     def post(self, body: str) -> CommentResult:
         """Edit this suite's comment in place, or create it; a 5xx on create re-lists before retrying."""
         from github import GithubException
+        from requests.exceptions import RequestException
 
         marker = find_marker(body)
         body = fit_comment(body)
@@ -146,6 +160,9 @@ class StickyComment:
                     raise
         except GithubException as exc:
             raise CommentError(_describe(exc, self.repo, self.number), exc.status) from None
+        except RequestException as exc:  # retries of reads/edits exhausted (RetryError), connection errors
+            raise CommentError(f"GitHub could not be reached for {self.repo}#{self.number}: "
+                               f"{type(exc).__name__}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
 
