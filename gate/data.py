@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
+from gate.documents import decode, read_bytes
 from gate.errors import BadInput
 
 Kind = Literal["text", "id", "number", "integer", "optional_text"]
@@ -76,10 +77,7 @@ def _coerce(value: Any, col: Column, from_text: bool) -> Any:
 def _records(path: Path, raw: bytes) -> tuple[Iterator[tuple[int, dict]], bool]:
     """(line, record) pairs, parsed lazily so the first bad row is the one reported, and whether
     values came from text (CSV/TSV)."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
+    text = decode(raw, path)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         return _delimited(path, text, suffix == ".tsv"), True
@@ -118,14 +116,7 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[int, dict]]:
 def read_table(path: str | Path, columns: list[Column], what: str = "data file") -> Table:
     """Read and type-check every row of ``path``; raise :class:`BadInput` at the first bad one."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"{what} not found", path) from None
-    except IsADirectoryError:
-        raise BadInput(f"{what} is a directory, expected a file", path) from None
-    except OSError as exc:
-        raise BadInput(f"cannot read {what}: {exc.strerror}", path) from None
+    raw = read_bytes(path, what)
     records, from_text = _records(path, raw)
     rows, lines = [], []
     for line, record in records:

@@ -130,19 +130,30 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
+def read_bytes(path: Path, what: str) -> bytes:
+    """The bytes of ``path``, or :class:`BadInput` saying why they cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{what} not found", path) from None
+    except IsADirectoryError:
+        raise BadInput(f"{what} is a directory, expected a file", path) from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {what}: {exc.strerror}", path) from None
+
+
+def decode(raw: bytes, path: Path) -> str:
+    """UTF-8 text (a leading BOM is dropped), or :class:`BadInput` naming the offending byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
+
+
 def load_document(path: str | Path, kind: str = "file") -> Document:
     """Parse a YAML or JSON file (by extension; JSON for ``.json``) strictly."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"{kind} not found", path) from None
-    except IsADirectoryError:
-        raise BadInput(f"{kind} is a directory, expected a file", path) from None
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from None
-    except OSError as exc:
-        raise BadInput(f"cannot read {kind}: {exc.strerror}", path) from None
+    text = decode(read_bytes(path, kind), path)
     if not text.strip():
         raise BadInput(f"{kind} is empty", path)
     if path.suffix.lower() == ".json":

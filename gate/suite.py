@@ -19,6 +19,12 @@ ROLES = ("baseline", "candidate")
 PROVIDERS = ("sentence-transformers",)
 
 
+def resolve(base: Path, value: str) -> Path:
+    """``value`` as a path: ``~`` expanded, relative paths taken from ``base``."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model to evaluate: provider, model reference and provider options.
@@ -40,8 +46,7 @@ class ModelSpec:
         return dict(self.options).get(name, default)
 
     def resolve_path(self) -> Path:
-        path = Path(self.model).expanduser()
-        return path if path.is_absolute() else (self.base_dir / path)
+        return resolve(self.base_dir, self.model)
 
     @property
     def key(self) -> tuple:
@@ -74,8 +79,7 @@ class TaskSpec:
     suite_dir: Path
 
     def path(self, key: str) -> Path:
-        p = Path(self.fields[key]).expanduser()
-        return p if p.is_absolute() else self.suite_dir / p
+        return resolve(self.suite_dir, self.fields[key])
 
 
 @dataclass(frozen=True)

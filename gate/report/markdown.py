@@ -17,12 +17,16 @@ _ISSUE = re.compile(r"(?<![A-Za-z0-9_&/-])#(?=\d)")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
-def text(value: object, limit: int | None = None) -> str:
-    """Untrusted text as inert inline Markdown on one line (safe in a table cell)."""
+def _one_line(value: object, limit: int | None) -> str:
     s = " ".join(str(value).split())
     if limit is not None and len(s) > limit:
         s = s[: max(limit - 1, 0)] + "…"
-    s = html.escape(s, quote=False)
+    return s
+
+
+def text(value: object, limit: int | None = None) -> str:
+    """Untrusted text as inert inline Markdown on one line (safe in a table cell)."""
+    s = html.escape(_one_line(value, limit), quote=False)
     s = _MD_SPECIAL.sub(r"\\\1", s)
     s = _MENTION.sub("@" + _ZWJ, s)
     return _ISSUE.sub("#" + _ZWJ, s)
@@ -30,10 +34,7 @@ def text(value: object, limit: int | None = None) -> str:
 
 def code(value: object, limit: int | None = None) -> str:
     """Untrusted text as an inline code span that cannot be closed early."""
-    s = " ".join(str(value).split())
-    if limit is not None and len(s) > limit:
-        s = s[: max(limit - 1, 0)] + "…"
-    s = s.replace("|", "¦")  # a pipe ends a table cell even inside a code span
+    s = _one_line(value, limit).replace("|", "¦")  # a pipe ends a table cell even inside a code span
     longest = max((len(m) for m in re.findall(r"`+", s)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if s.startswith("`") or s.endswith("`") or not s else ""
