@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+
+from gate.errors import BadInput
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -39,14 +42,33 @@ def _checksum(model: str, key: bytes, blob: bytes) -> bytes:
 class EmbeddingCache:
     FILE = "embeddings.sqlite3"
 
-    def __init__(self, directory: str | Path):
-        self.path = Path(directory) / self.FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute(_SCHEMA)
+    def __init__(self, directory: str | Path, log: Callable[[str], None] = lambda m: None):
+        directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise BadInput("the cache must be a folder, and this is a file", directory, "--cache")
+        self.path = directory / self.FILE
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"cannot create the cache folder: {exc.strerror}", directory, "--cache") from None
         self.corrupt = 0
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            # A damaged cache is only a cache: set it aside and start a new one, never fail or trust it.
+            aside = self.path.with_name(f"{self.FILE}.corrupt-{int(time.time())}")
+            log(f"the embedding cache {self.path} is unreadable ({exc}); moved to {aside.name}, starting afresh")
+            self.path.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=60000")
+        db.execute(_SCHEMA)
+        return db
 
     def close(self) -> None:
         self._db.close()

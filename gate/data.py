@@ -20,6 +20,7 @@ from gate.documents import decode, read_bytes
 from gate.errors import BadInput
 
 Kind = Literal["text", "id", "number", "integer", "optional_text"]
+INT_LIMIT = 2**31 - 1  # relevance grades and the like; larger values are a data error, not a grade
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ def _coerce(value: Any, col: Column, from_text: bool) -> Any:
             return ""
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {type(value).__name__}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("expected valid Unicode text, got an unpaired surrogate") from None
         if col.kind == "text" and not value.strip():
             raise ValueError("expected a non-empty string")
         return value
@@ -58,16 +63,19 @@ def _coerce(value: Any, col: Column, from_text: bool) -> Any:
         if not value:
             raise ValueError("expected a non-empty id")
         return value
+    shown = value  # report what the file says, e.g. '1.5' for a CSV cell
     if from_text and isinstance(value, str):
         try:
-            value = float(value) if col.kind == "number" else int(value)
+            value = float(value)
         except ValueError:
             raise ValueError(f"expected {'a number' if col.kind == 'number' else 'an integer'}, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"expected a number, got {type(value).__name__}")
     if col.kind == "integer":
         if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {shown!r}")
+        if not -INT_LIMIT <= value <= INT_LIMIT:
+            raise ValueError(f"expected an integer between {-INT_LIMIT} and {INT_LIMIT}, got {shown!r}")
         return int(value)
     if not math.isfinite(value):
         raise ValueError(f"expected a finite number, got {value!r}")

@@ -74,6 +74,28 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# Dates stay strings (a suite named 2024-01-01 is a name, not a date).
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _as_json(data: Any, path: Path) -> Any:
+    """The data as plain JSON values; anything JSON cannot hold is bad input."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+    except ValueError as exc:  # NaN / Infinity, or a circular reference (recursive YAML anchors)
+        what = "recursive YAML anchors are not supported" if "ircular" in str(exc) else \
+            "NaN and Infinity are not allowed; expected a finite number"
+        raise BadInput(what, path) from None
+    except TypeError as exc:  # bytes (!!binary), sets and other non-JSON values
+        raise BadInput(f"expected only JSON values (strings, numbers, booleans, null, lists, maps): {exc}",
+                       path) from None
+    except UnicodeEncodeError:
+        raise BadInput("text with an unpaired surrogate (\\ud800-\\udfff); expected valid Unicode", path) from None
+    return json.loads(text)
 
 
 def _positions(text: str) -> dict[str, tuple[int, int]]:
@@ -158,7 +180,8 @@ def load_document(path: str | Path, kind: str = "file") -> Document:
         raise BadInput(f"{kind} is empty", path)
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text, object_pairs_hook=_reject_duplicates)
+            data = json.loads(text, object_pairs_hook=_reject_duplicates,
+                              parse_constant=lambda c: float(c))  # NaN/Infinity: rejected by _as_json
         except json.JSONDecodeError as exc:
             raise BadInput(f"invalid JSON: {exc.msg}", path, f"{exc.lineno}:{exc.colno}") from None
         except ValueError as exc:  # duplicate key
@@ -175,6 +198,9 @@ def load_document(path: str | Path, kind: str = "file") -> Document:
             raise BadInput(f"invalid YAML: {what}", path, loc) from None
         except yaml.YAMLError as exc:
             raise BadInput(f"invalid YAML: {exc}", path) from None
+        except (TypeError, RecursionError) as exc:  # e.g. a list used as a mapping key
+            raise BadInput(f"invalid YAML: unsupported structure ({type(exc).__name__}: {exc})", path) from None
+    data = _as_json(data, path)
     position_text = text.replace("\t", " ") if path.suffix.lower() == ".json" else text
     return Document(path=path, data=data, positions=_positions(position_text))
 
@@ -213,7 +239,8 @@ def _describe(value: Any) -> str:
     kind = _TYPE_NAMES.get(type(value), type(value).__name__)
     if isinstance(value, (dict, list)):
         return kind
-    shown = json.dumps(value) if not isinstance(value, str) or len(value) < 60 else json.dumps(value[:57] + "...")
+    short = value if not isinstance(value, str) or len(value) < 60 else value[:57] + "..."
+    shown = json.dumps(short, default=str)
     return f"{kind} {shown}"
 
 
@@ -251,6 +278,10 @@ def _explain(error: jsonschema.ValidationError, schema_name: str) -> list[tuple[
         allowed = _known_keys(schema_name)
         out = []
         for key in keys:
+            if key in allowed:
+                out.append((ptr + "/" + str(key), f"key {key!r} is not allowed here (it belongs to another kind "
+                                                  "of object, e.g. another task type)"))
+                continue
             hint = difflib.get_close_matches(str(key), allowed, n=1)
             out.append((ptr + "/" + str(key), f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")))
         if v == "unevaluatedProperties":

@@ -38,9 +38,10 @@ class CommentResult:
 
 
 def find_marker(report: str) -> str:
-    match = _MARKER_RE.search(report)
+    """The marker that opens ``report`` (gate's renderer always puts it first)."""
+    match = _MARKER_RE.match(report)
     if not match:
-        raise ValueError("the report has no gate marker (<!-- gate-report suite=\"...\" -->)")
+        raise ValueError("the report has no gate marker (<!-- gate-report suite=\"...\" -->) on its first line")
     return match.group(0)
 
 
@@ -93,9 +94,14 @@ def make_client(token: str, api_url: str, *, retries: int | None = None, backoff
 
 
 def own_login(client: Any) -> str:
-    """The token's login; an Actions token may not read /user, and then it is github-actions[bot]."""
+    """The token's login: ``GATE_COMMENT_AUTHOR`` if set (a GitHub App's ``<app>[bot]``), else /user, else
+    ``github-actions[bot]`` (an Actions token may not read /user)."""
+    import os
+
     from github import GithubException
 
+    if os.environ.get("GATE_COMMENT_AUTHOR"):
+        return os.environ["GATE_COMMENT_AUTHOR"]
     try:
         return client.get_user().login
     except GithubException as exc:
@@ -120,7 +126,9 @@ class StickyComment:
         return self.client.get_repo(self.repo).get_issue(self.number)
 
     def find(self, issue: Any, marker: str, author: str) -> Any | None:
-        mine = [c for c in issue.get_comments() if c.user is not None and c.user.login == author and marker in (c.body or "")]
+        # The marker must open the body: a marker quoted inside another suite's report does not count.
+        mine = [c for c in issue.get_comments()
+                if c.user is not None and c.user.login == author and (c.body or "").startswith(marker)]
         return mine[-1] if mine else None
 
     def exists(self, marker: str) -> bool:

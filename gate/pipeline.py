@@ -30,7 +30,7 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     rules = load_thresholds(thresholds) if thresholds else None
     if rules is None:
         log("no thresholds given: metrics are reported but no rule is checked")
-    store = EmbeddingCache(cache) if cache else None
+    store = EmbeddingCache(cache, log=log) if cache else None
     try:
         output = run_suite(suite, overrides=overrides, rules=rules, seed=seed, cache=store, log=log,
                            show_progress=show_progress,

@@ -9,6 +9,8 @@ recorded in ``errors`` and the verdict is ``error`` (exit 3), never ``pass``.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -54,6 +56,12 @@ class LoadedModel:
     fingerprint: str | None = None
     table: EmbeddingTable | None = None
 
+    @property
+    def cache_key(self) -> str:
+        """Fingerprint plus every option that changes the vectors (all but batch_size), for the cache."""
+        options = {k: v for k, v in self.spec.options if k != "batch_size"}
+        return f"{self.spec.provider}|{self.fingerprint}|{json.dumps(options, sort_keys=True)}"
+
 
 @dataclass
 class RunOutput:
@@ -61,10 +69,10 @@ class RunOutput:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _encode(spec: ModelSpec, embedder: Embedder, fingerprint: str, texts: list[str], cache: EmbeddingCache | None,
+def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str], cache: EmbeddingCache | None,
             log: Log, show_progress: bool) -> np.ndarray:
     """Normalized embeddings of ``texts``: cached vectors where valid, the model for the rest."""
-    cached = cache.get(fingerprint, texts) if cache else {}
+    cached = cache.get(cache_key, texts) if cache else {}
     missing = [i for i in range(len(texts)) if i not in cached]
     if cache:
         log(f"  cache: {len(cached)} of {len(texts)} texts found"
@@ -77,7 +85,7 @@ def _encode(spec: ModelSpec, embedder: Embedder, fingerprint: str, texts: list[s
         if fresh.shape[0] != len(missing):
             raise EvaluationError(f"model {spec.spec} returned {fresh.shape[0]} vectors for {len(missing)} texts")
         if cache:
-            cache.put(fingerprint, [texts[i] for i in missing], fresh)
+            cache.put(cache_key, [texts[i] for i in missing], fresh)
     dim = fresh.shape[1] if fresh is not None else len(next(iter(cached.values())))
     matrix = np.empty((len(texts), dim), dtype=np.float32)
     if fresh is not None:
@@ -160,7 +168,7 @@ def _encode_all(models: dict[tuple, LoadedModel], tasks: list[Task], task_models
             embedder = loader(model.spec)
             model.fingerprint = embedder.fingerprint()
             log(f"  {len(texts):,} unique texts to embed")
-            model.table = EmbeddingTable(texts, _encode(model.spec, embedder, model.fingerprint, texts, cache, log,
+            model.table = EmbeddingTable(texts, _encode(model.spec, embedder, model.cache_key, texts, cache, log,
                                                         show_progress))
         except EvaluationError as exc:
             errors.append(str(exc))
@@ -190,8 +198,10 @@ def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], 
                 "delta": None if b is None or c is None else c - b,
                 "higher_is_better": m.higher_is_better, "n": task.data.n,
             }
+        files = task.data.data_sha256
+        combined = hashlib.sha256("".join(f"{k}={files[k]};" for k in sorted(files)).encode()).hexdigest()
         info: dict[str, Any] = {"type": task.data.spec.type, "group": task.data.spec.group, "n": task.data.n,
-                                "data_sha256": task.data.data_sha256}
+                                "data_sha256": combined, "data_files": files}
         if task.data.spec.models:
             info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
         if task.data.notes:

@@ -12,9 +12,19 @@ import numpy as np
 
 
 def _topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k highest scores; among scores tied with the k-th, the lowest indices."""
     if k >= scores.shape[1]:
         return np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
-    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    chosen = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    picked = np.take_along_axis(scores, chosen, 1)
+    kth = picked.min(axis=1)
+    # argpartition picks arbitrarily among ties at the boundary; repair the (rare) rows where that matters
+    ambiguous = np.flatnonzero((scores == kth[:, None]).sum(1) > (picked == kth[:, None]).sum(1))
+    for r in ambiguous:
+        above = chosen[r][picked[r] > kth[r]]
+        tied = np.flatnonzero(scores[r] == kth[r])[: k - len(above)]
+        chosen[r] = np.concatenate([above, tied])
+    return chosen
 
 
 def _order(idx: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -122,6 +122,6 @@ def render(results: dict[str, Any], template: str | Path | None = None) -> str:
         where = str(template) if template else "built-in template"
         lineno = getattr(exc, "lineno", None)
         raise BadInput(f"template error: {exc}", where, str(lineno) if lineno else None) from None
-    if ctx["marker"] not in out:
+    if not out.startswith(ctx["marker"]):  # the sticky comment is found by the marker on its first line
         out = ctx["marker"] + "\n" + out
     return out

@@ -11,9 +11,11 @@ import html
 import re
 
 _ZWJ = "\u2060"  # word joiner: invisible, breaks GitHub's autolinking
-# GitHub links @name and #123 only where they start a word (not in "ndcg@10" or "a#1").
-_MENTION = re.compile(r"(?<![A-Za-z0-9_.+-])@(?=[A-Za-z0-9_-])")
-_ISSUE = re.compile(r"(?<![A-Za-z0-9_&/-])#(?=\d)")
+# GitHub's mention rule is "(?:^|\W)@name" ("ndcg@10" is no mention, "x-@name" is one). Issue links come
+# as #123, owner/repo#123 and GH-123; every "#" before a digit is broken, whatever precedes it.
+_MENTION = re.compile(r"(?<!\w)@(?=[A-Za-z0-9_-])")
+_ISSUE = re.compile(r"#(?=\d)")
+_GH_REF = re.compile(r"\bGH-(?=\d)", re.IGNORECASE)
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
@@ -29,6 +31,7 @@ def text(value: object, limit: int | None = None) -> str:
     s = html.escape(_one_line(value, limit), quote=False)
     s = _MD_SPECIAL.sub(r"\\\1", s)
     s = _MENTION.sub("@" + _ZWJ, s)
+    s = _GH_REF.sub(lambda m: m.group(0) + _ZWJ, s)
     return _ISSUE.sub("#" + _ZWJ, s)
 
 

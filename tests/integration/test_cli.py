@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import subprocess
@@ -71,7 +72,12 @@ def test_exit_0_pass_writes_valid_results_report_and_examples(small_suite, tmp_p
     assert results["verdict"] == "pass"
     assert results["tasks"]["stsb"] == {**results["tasks"]["stsb"], "type": "sts", "group": "general", "n": 300}
     assert results["tasks"]["cranfield"]["n"] == 40
-    assert set(results["tasks"]["cranfield"]["data_sha256"]) == {"queries", "corpus", "qrels"}
+    files = results["tasks"]["cranfield"]["data_files"]
+    assert set(files) == {"queries", "corpus", "qrels"}
+    combined = hashlib.sha256("".join(f"{k}={files[k]};" for k in sorted(files)).encode()).hexdigest()
+    assert results["tasks"]["cranfield"]["data_sha256"] == combined
+    assert results["tasks"]["stsb"]["data_files"]["data"] == hashlib.sha256(
+        (small_suite.parent / "stsb.jsonl").read_bytes()).hexdigest()
     assert results["models"]["baseline"]["fingerprint"].startswith("sha256:")
     m = results["metrics"]["stsb/spearman"]
     assert m["baseline"] == m["candidate"] and m["delta"] == 0.0 and m["higher_is_better"] is True
@@ -260,6 +266,21 @@ BAD_INPUTS = {
     "no candidate model": (lambda p: _suite(p, "version: 1\nname: s\ntasks:\n  - {name: sts, type: sts, data: sts.jsonl}\n"),
                            ["suite.yaml", "no baseline model", "--baseline PROVIDER:MODEL"]),
     "missing suite": (lambda p: p / "missing.yaml", ["missing.yaml", "suite file not found"]),
+    "yaml date as name": (lambda p: _suite(p, "version: 1\nname: 2024-01-01\ntasks: []\n"),
+                          ["suite.yaml:3:", "/tasks"]),  # the date stays a string; the empty task list is the error
+    "recursive anchors": (lambda p: _suite(p, "version: 1\nname: s\ntasks: &a\n  - {name: t, type: sts, data: *a}\n"),
+                          ["suite.yaml", "recursive YAML anchors are not supported"]),
+    "list as a key": (lambda p: _suite(p, "version: 1\nname: s\n? [a, b]\n: 1\ntasks: []\n"),
+                      ["suite.yaml", "invalid YAML: unsupported structure"]),
+    "huge relevance": (lambda p: (write_jsonl(p / "q.jsonl", [{"id": "q1", "text": "t"}]),
+                                  write_jsonl(p / "c.jsonl", [{"id": "d1", "text": "t"}]),
+                                  write_jsonl(p / "r.jsonl", [{"query_id": "q1", "doc_id": "d1", "relevance": 1e30}]),
+                                  _suite(p, "version: 1\nname: s\nmodels:\n  baseline: {provider: sentence-transformers, model: default}\n"
+                                            "  candidate: {provider: sentence-transformers, model: default}\n"
+                                            "tasks:\n  - {name: r, type: retrieval, queries: q.jsonl, corpus: c.jsonl, qrels: r.jsonl}\n"))[-1],
+                       ["r.jsonl:1:", "field 'relevance'", "expected an integer between"]),
+    "unpaired surrogate": (lambda p: _sts_suite_with_line(p, '{"sentence1": "x\\ud800", "sentence2": "y", "score": 1}'),
+                           ["sts.jsonl:6:", "unpaired surrogate"]),
 }
 
 
@@ -333,3 +354,10 @@ def test_unseen_suite_in_other_formats_runs_without_code_changes(tmp_path, embed
     assert results["tasks"]["para"]["notes"] == [f"{len(rows) - expected_n} of {len(rows)} queries have no relevant document and were skipped"]
     assert set(results["metrics"]) >= {"sts-dev/spearman", "para/recall@3", "para/map@20"}
     assert results["metrics"]["sts-dev/spearman"]["n"] == 400
+
+
+def test_cache_that_is_a_file_is_bad_input(tmp_path):
+    suite = _sts_suite(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    result = invoke("run", suite, "--cache", tmp_path / "afile", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "the cache must be a folder" in result.output

@@ -133,3 +133,20 @@ def test_outputs_use_a_random_heredoc_delimiter(tmp_path):
     delimiters = [line.split("<<")[1] for line in lines if "<<" in line]
     assert len(set(delimiters)) == 3 and all(d.startswith("ghadelimiter_") for d in delimiters)
     assert lines[:4] == ["verdict<<" + delimiters[0], "fail", delimiters[0], "reason<<" + delimiters[1]]
+
+
+def test_a_marker_quoted_inside_another_comment_is_not_ours(emu):
+    client = make_client(TOKEN, emu.url)
+    other = StickyComment(client, REPO, 3).post('<!-- gate-report suite="other" -->\nquoting `<!-- gate-report suite="s" -->`')
+    mine = StickyComment(client, REPO, 3).post('<!-- gate-report suite="s" -->\nmine')
+    assert other.action == mine.action == "created"
+    assert [c["body"].split("\n")[1] for c in emu.comments(REPO, 3)] == [
+        'quoting `<!-- gate-report suite="s" -->`', "mine"]
+
+
+def test_comment_author_override_for_github_app_tokens(emu, monkeypatch):
+    emu.add_comment(REPO, 3, '<!-- gate-report suite="s" -->\nold', login="my-app[bot]", user_type="Bot")
+    monkeypatch.setenv("GATE_COMMENT_AUTHOR", "my-app[bot]")
+    result = StickyComment(make_client(TOKEN, emu.url), REPO, 3).post('<!-- gate-report suite="s" -->\nnew')
+    assert result.action == "updated"
+    assert [c["body"] for c in emu.comments(REPO, 3)] == ['<!-- gate-report suite="s" -->\nnew']

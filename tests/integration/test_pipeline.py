@@ -14,7 +14,7 @@ import pytest
 from gate.cache import EmbeddingCache
 from gate.errors import ModelLoadError
 from gate.runner import run_suite
-from gate.suite import load_suite
+from gate.suite import ModelSpec, load_suite
 from gate.thresholds import Rule
 from tests.conftest import write_jsonl
 
@@ -160,3 +160,32 @@ def test_embedding_cache_reuses_and_detects_corruption(suite_dir, tmp_path):
     assert cache.corrupt == 1
     assert len(third.calls) == 1 and len(third.calls[0]) == 1 < n_texts
     assert again.results["metrics"] == cold.results["metrics"]
+
+
+def test_cache_keys_include_model_options(suite_dir, tmp_path):
+    """Same weights, different max_seq_length: the candidate must not be served the baseline's vectors."""
+    suite = load_suite(suite_dir / "suite.yaml")
+    short = ModelSpec("sentence-transformers", "default", options=(("max_seq_length", 3),), base_dir=suite_dir)
+    full = KeywordEncoder("full", set(VOCAB))
+    truncated = KeywordEncoder("full", {"wing"})  # same fingerprint, other vectors
+
+    def load(spec):
+        return truncated if spec.options else full
+
+    truncated.fingerprint = full.fingerprint  # identical weights on disk
+    cache = EmbeddingCache(tmp_path / "cache")
+    uncached = run_suite(suite, overrides={"candidate": short}, loader=load)
+    cached = run_suite(suite, overrides={"candidate": short}, loader=load, cache=cache)
+    assert cached.results["metrics"] == uncached.results["metrics"]
+    assert cached.results["metrics"]["ir/recall@1"]["delta"] != 0.0
+
+
+def test_unreadable_cache_database_is_set_aside_and_recreated(suite_dir, tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / EmbeddingCache.FILE).write_bytes(b"this is not a database" * 100)
+    messages: list[str] = []
+    cache = EmbeddingCache(tmp_path / "cache", log=messages.append)
+    enc = KeywordEncoder("c", set(VOCAB))
+    out = run_suite(load_suite(suite_dir / "suite.yaml"), loader=loader_for({"default": enc, "./cand": enc}), cache=cache)
+    assert out.results["verdict"] == "pass" and "unreadable" in messages[0]
+    assert list((tmp_path / "cache").glob("embeddings.sqlite3.corrupt-*"))

@@ -122,7 +122,7 @@ def test_text_neutralizes_issue_refs(value, expected):
     assert text(value) == expected
 
 
-@pytest.mark.parametrize("value", ["ndcg@10", "recall@5", "a#1", "tickets/mrr@10", "user@example.com", "C#", "#tag"])
+@pytest.mark.parametrize("value", ["ndcg@10", "recall@5", "tickets/mrr@10", "user@example.com", "C#", "#tag"])
 def test_text_leaves_non_links_readable(value):
     out = text(value)
     assert WJ not in out
@@ -230,3 +230,14 @@ def test_code_html_is_literal_inside_span(md):
     html = md.render(code("<script>x</script>"))
     assert "<script>" not in html
     assert "&lt;script&gt;" in html
+
+
+@pytest.mark.parametrize("value,broken", [
+    ("x-@octocat", "x-@\u2060octocat"),      # GitHub: "(?:^|\\W)@name" is a mention
+    ("+@octocat", "+@\u2060octocat"),
+    ("see octo/repo#12", "see octo/repo#\u206012"),  # a cross-repository reference
+    ("a#1", "a#\u20601"),
+    ("fixes GH-12", "fixes GH-\u206012"),
+])
+def test_text_breaks_every_mention_and_issue_reference(value, broken):
+    assert text(value) == broken

@@ -122,3 +122,13 @@ def test_top_k_with_k_larger_than_corpus():
     idx, scores = top_k(np.array([[0.0, 1.0, 0.5]], dtype=np.float32), corpus, 10)
     assert idx.tolist() == [[1, 2, 0]]
     assert scores.shape == (1, 3)
+
+
+def test_top_k_ties_at_the_boundary_go_to_the_lowest_indices():
+    # 300 documents: every third scores 0.5, the rest tie at 1.0; argpartition alone picks any of the ties
+    scores = np.where(np.arange(300) % 3 == 0, 0.5, 1.0).astype(np.float32)
+    corpus = np.stack([scores, np.zeros(300, np.float32)], axis=1)
+    idx, _ = top_k(np.array([[1.0, 0.0]], dtype=np.float32), corpus, 5)
+    assert idx.tolist() == [[1, 2, 4, 5, 7]]
+    idx, _ = top_k(np.array([[1.0, 0.0]], dtype=np.float32), corpus, 5, corpus_chunk=7)
+    assert idx.tolist() == [[1, 2, 4, 5, 7]]

@@ -581,8 +581,18 @@ def test_load_thresholds_yaml(tmp_path):
     assert load_thresholds(p) == [Rule("min_delta", 0.05, group="target", relative=True)]
 
 
-def test_load_thresholds_empty_rule_list(tmp_path):
-    assert load_thresholds(write_json(tmp_path, {"version": 1, "rules": []})) == []
+def test_load_thresholds_empty_rule_list_is_bad_input(tmp_path):
+    # a thresholds file that checks nothing is a mistake, not a pass
+    with pytest.raises(BadInput, match="expected at least one rule"):
+        load_thresholds(write_json(tmp_path, {"version": 1, "rules": []}))
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_load_thresholds_rejects_non_finite_limits(tmp_path, literal):
+    path = tmp_path / "thresholds.json"
+    path.write_text('{"version": 1, "rules": [{"metric": "a/b", "max_drop": %s}]}' % literal)
+    with pytest.raises(BadInput, match="NaN and Infinity are not allowed"):
+        load_thresholds(path)
 
 
 class Raised:
