@@ -136,7 +136,6 @@ def act(settings: ActionSettings, *, client_factory: ClientFactory = _default_cl
     from gate.github import CommentError, StickyComment, annotations, find_marker, write_outputs, write_summary
     from gate.pipeline import evaluate_to_dir
     from gate.suite import load_suite, parse_model_spec
-    from gate.thresholds import load_thresholds
 
     overrides = {}
     if settings.baseline:
@@ -144,8 +143,6 @@ def act(settings: ActionSettings, *, client_factory: ClientFactory = _default_cl
     if settings.candidate:
         overrides["candidate"] = parse_model_spec(settings.candidate, "input candidate")
     suite = load_suite(settings.suite)
-    if settings.thresholds:
-        load_thresholds(settings.thresholds)
     outcome = evaluate_to_dir(suite, overrides=overrides, thresholds=settings.thresholds, out=settings.output_dir,
                               cache=settings.cache_dir, log=lambda m: console.untrusted(f"gate: {m}"))
     results, verdict = outcome.results, outcome.results["verdict"]
@@ -167,8 +164,7 @@ def act(settings: ActionSettings, *, client_factory: ClientFactory = _default_cl
     else:
         try:
             sticky = StickyComment(client_factory(settings.token, settings.api_url), settings.repository, number)
-            # on-failure: comment on a failure, and turn an earlier failing comment into the passing report
-            if settings.comment == "always" or verdict != "pass" or sticky.exists(find_marker(outcome.report)):
+            if sticky.wanted(settings.comment, verdict, find_marker(outcome.report)):
                 result = sticky.post(outcome.report)
                 comment_url = result.url or ""
                 console.command(f"gate: comment {result.action}: {comment_url}")

@@ -8,7 +8,6 @@ Heavy modules (numpy, torch, sentence-transformers) are imported inside commands
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -103,10 +102,6 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
         click.echo("  " + " · ".join(f"{k}: {v}" for k, v in paths.items()))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @cli.command()
 @click.argument("suite", type=click.Path(path_type=Path))
 @click.option("--baseline", metavar="SPEC", help="Baseline model as PROVIDER:MODEL; overrides the suite's default.")
@@ -133,17 +128,13 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
           --thresholds thresholds.example.json --out gate-out
     """
     from gate.suite import load_suite, parse_model_spec
-    from gate.thresholds import load_thresholds
 
     overrides = {}
     if baseline:
         overrides["baseline"] = parse_model_spec(baseline, "--baseline")
     if candidate:
         overrides["candidate"] = parse_model_spec(candidate, "--candidate")
-    loaded_suite = load_suite(suite)
-    if thresholds:
-        load_thresholds(thresholds)  # bad thresholds are bad input before anything runs
-    _run_and_report(loaded_suite, overrides, thresholds, out, cache, seed, quiet)
+    _run_and_report(load_suite(suite), overrides, thresholds, out, cache, seed, quiet)
 
 
 def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None,
@@ -172,15 +163,14 @@ def check(results_file: Path, thresholds: Path, out: Path) -> None:
     """
     from gate.report import render
     from gate.results import load_results, write_outputs
-    from gate.thresholds import decide, evaluate, load_thresholds
+    from gate.documents import file_sha256
+    from gate.thresholds import judge, load_thresholds
 
     results = load_results(results_file)
     rules = load_thresholds(thresholds)
-    groups = {name: t["group"] for name, t in results["tasks"].items()}
-    rule_results = evaluate(rules, results["metrics"], groups)
-    verdict, reason = decide(rule_results, results.get("errors", []), bool(rules))
+    rule_results, verdict, reason = judge(rules, results["metrics"], results["tasks"], results.get("errors", []))
     results.update(verdict=verdict, reason=reason, rules=[r.to_json() for r in rule_results],
-                   thresholds=_sha256(thresholds))
+                   thresholds=file_sha256(thresholds))
     paths = write_outputs(out, results, render(results))
     examples = results_file.parent / "examples.jsonl"
     if examples.is_file() and examples.resolve() != (out / "examples.jsonl").resolve():
@@ -266,7 +256,7 @@ def comment(report: Path, repo: str, pr: int, mode: str, head_sha: str | None) -
             if actual != head_sha:
                 raise BadInput(f"the head of {repo}#{pr} is {actual}, not {head_sha}: refusing to comment",
                                location="--head-sha")
-        if mode == "on-failure" and results["verdict"] == "pass" and not sticky.exists(marker):
+        if not sticky.wanted(mode, results["verdict"] if results else "", marker):
             click.echo("gate: the gate passed and there is no earlier comment: nothing to post", err=True)
             return
         result = sticky.post(body)

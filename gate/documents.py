@@ -10,6 +10,7 @@ rejects duplicate keys in both YAML and JSON.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cache
@@ -162,6 +163,11 @@ def read_bytes(path: Path, what: str) -> bytes:
         raise BadInput(f"{what} is a directory, expected a file", path) from None
     except OSError as exc:
         raise BadInput(f"cannot read {what}: {exc.strerror}", path) from None
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (recorded so a results.json names exactly what it was judged by)."""
+    return hashlib.sha256(read_bytes(path, "file")).hexdigest()
 
 
 def decode(raw: bytes, path: Path) -> str:

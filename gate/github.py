@@ -143,6 +143,11 @@ class StickyComment:
             raise CommentError(f"GitHub could not be reached for {self.repo}#{self.number}: "
                                f"{type(exc).__name__}") from None
 
+    def wanted(self, mode: str, verdict: str, marker: str) -> bool:
+        """``always``: yes. ``on-failure``: on a failing or erroring gate, or to turn an earlier comment of
+        this suite into the passing report instead of leaving a stale failure."""
+        return mode == "always" or verdict != "pass" or self.exists(marker)
+
     def post(self, body: str) -> CommentResult:
         """Edit this suite's comment in place, or create it; a 5xx on create re-lists before retrying."""
         from github import GithubException

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,8 +19,11 @@ class Outcome:
 def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds: Path | None, out: Path,
                     cache: Path | None = None, seed: int = 0, log: Callable[[str], None] = lambda m: None,
                     show_progress: bool = False) -> Outcome:
-    """Run the suite, apply the thresholds, write results.json / report.md / examples.jsonl into ``out``."""
+    """Run the suite, apply the thresholds, write results.json / report.md / examples.jsonl into ``out``.
+
+    The thresholds are read first, so a bad file is bad input before any model loads."""
     from gate.cache import EmbeddingCache
+    from gate.documents import file_sha256
     from gate.report import render
     from gate.results import write_outputs
     from gate.runner import run_suite
@@ -34,7 +36,7 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     try:
         output = run_suite(suite, overrides=overrides, rules=rules, seed=seed, cache=store, log=log,
                            show_progress=show_progress,
-                           thresholds_sha256=hashlib.sha256(thresholds.read_bytes()).hexdigest() if thresholds else None)
+                           thresholds_sha256=file_sha256(thresholds) if thresholds else None)
     finally:
         if store:
             store.close()

@@ -24,7 +24,7 @@ from gate.errors import EvaluationError
 from gate.providers import Embedder, Loader, check_model, load_embedder
 from gate.suite import ROLES, ModelSpec, Suite
 from gate.tasks import Scores, Task, load_task
-from gate.thresholds import Rule, decide, evaluate
+from gate.thresholds import Rule, judge
 
 Log = Callable[[str], None]
 
@@ -114,9 +114,7 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, ru
         tasks.append(load_task(t))
     errors = _encode_all(models, tasks, task_models, loader, cache, log, show_progress)
     metrics, task_info, examples = _score_all(tasks, task_models, models)
-    groups = {name: info["group"] for name, info in task_info.items()}
-    rule_results = evaluate(rules or [], metrics, groups)
-    verdict, reason = decide(rule_results, errors, bool(rules))
+    rule_results, verdict, reason = judge(rules or [], metrics, task_info, errors)
     first = task_models[suite.tasks[0].name]
     top_models = {}
     for role in ROLES:

@@ -178,6 +178,15 @@ def evaluate(rules: list[Rule], metrics: Mapping[str, Mapping[str, Any]],
     return results
 
 
+def judge(rules: list[Rule], metrics: Mapping[str, Mapping[str, Any]], tasks: Mapping[str, Mapping[str, Any]],
+          errors: list[str]) -> tuple[list[RuleResult], str, str]:
+    """Rule results, verdict and reason for a run's metrics; ``tasks`` maps task name to its info (with group)."""
+    groups = {name: info["group"] for name, info in tasks.items()}
+    rule_results = evaluate(rules, metrics, groups)
+    verdict, reason = decide(rule_results, errors, bool(rules))
+    return rule_results, verdict, reason
+
+
 def decide(rule_results: list[RuleResult], errors: list[str], rules_given: bool) -> tuple[str, str]:
     """The verdict and a one-sentence reason. Errors win over failures: neither is ever a pass."""
     failed = [r for r in rule_results if r.status == "fail"]
