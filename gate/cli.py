@@ -109,11 +109,16 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
 @click.option("--thresholds", type=click.Path(path_type=Path), help="Thresholds file (JSON) whose rules decide the verdict.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("gate-out"), show_default=True,
               help="Folder for results.json, report.md and examples.jsonl.")
-@click.option("--cache", type=click.Path(path_type=Path), help="Folder of the persistent embedding cache (off when not given).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for anything random; recorded in results.json.")
+@click.option("--cache", type=click.Path(path_type=Path),
+              help="Folder of the persistent embedding and response cache (off when not given); also where "
+                   "converted local models are kept.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for anything random (sent with generative requests); recorded in results.json.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the requests, estimated tokens and cost per model, then exit 0 without calling any model.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Path | None, out: Path,
-        cache: Path | None, seed: int, quiet: bool) -> None:
+        cache: Path | None, seed: int, dry_run: bool, quiet: bool) -> None:
     """Evaluate baseline and candidate on every task of SUITE and apply the thresholds.
 
     Writes OUT/results.json, OUT/report.md and OUT/examples.jsonl, prints a short
@@ -134,7 +139,16 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
         overrides["baseline"] = parse_model_spec(baseline, "--baseline")
     if candidate:
         overrides["candidate"] = parse_model_spec(candidate, "--candidate")
-    _run_and_report(load_suite(suite), overrides, thresholds, out, cache, seed, quiet)
+    loaded = load_suite(suite)
+    if dry_run:
+        from gate.plan import format_plan, plan_suite
+        from gate.thresholds import load_thresholds
+
+        if thresholds:
+            load_thresholds(thresholds)  # a bad thresholds file is bad input in a dry run too
+        click.echo(format_plan(plan_suite(loaded, overrides, seed, cache)))
+        return
+    _run_and_report(loaded, overrides, thresholds, out, cache, seed, quiet)
 
 
 def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None,
@@ -319,11 +333,12 @@ def validate(files: tuple[Path, ...], kind: str, no_data: bool) -> None:
                 suite = parse_suite(doc)
                 for t in suite.tasks:
                     for spec in t.models.values():
-                        check_model(spec)
+                        check_model(spec, secrets=False)
                     if not no_data:
-                        load_task(t)
+                        for spec in getattr(load_task(t), "extra_models", lambda: [])():
+                            check_model(spec, secrets=False)
                 for spec in suite.models.values():
-                    check_model(spec)
+                    check_model(spec, secrets=False)
                 summary = f"suite, {len(suite.tasks)} task(s)"
             elif not problems:
                 summary = what if what != "thresholds" else f"thresholds, {len(doc.data['rules'])} rule(s)"

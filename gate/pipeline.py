@@ -22,7 +22,7 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     """Run the suite, apply the thresholds, write results.json / report.md / examples.jsonl into ``out``.
 
     The thresholds are read first, so a bad file is bad input before any model loads."""
-    from gate.cache import EmbeddingCache
+    from gate.cache import EmbeddingCache, ResponseCache
     from gate.documents import file_sha256
     from gate.report import render
     from gate.results import write_outputs
@@ -33,13 +33,15 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     if rules is None:
         log("no thresholds given: metrics are reported but no rule is checked")
     store = EmbeddingCache(cache, log=log) if cache else None
+    responses = ResponseCache(cache, log=log) if cache else None
     try:
-        output = run_suite(suite, overrides=overrides, rules=rules, seed=seed, cache=store, log=log,
-                           show_progress=show_progress,
+        output = run_suite(suite, overrides=overrides, rules=rules, seed=seed, cache=store, responses=responses,
+                           model_cache_dir=cache, log=log, show_progress=show_progress,
                            thresholds_sha256=file_sha256(thresholds) if thresholds else None)
     finally:
-        if store:
-            store.close()
+        for opened in (store, responses):
+            if opened:
+                opened.close()
     report = render(output.results)
     paths = write_outputs(out, output.results, report, output.examples)
     return Outcome(output.results, report, paths)

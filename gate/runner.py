@@ -1,29 +1,37 @@
-"""Run a suite: encode every unique text once per model, score every task, apply the rules.
+"""Run a suite: embedding tasks, then generative tasks, then one path from raw scores to the verdict.
 
-The order is chosen to fail fast and cheaply: model references and every data file
-are checked (bad input, exit 2) before any model is loaded. A model that fails to
-load or encode does not stop the run: its tasks get no values, the failure is
-recorded in ``errors`` and the verdict is ``error`` (exit 3), never ``pass``.
+The order is chosen to fail fast and cheaply: model references, API-key variables
+and every data file are checked (bad input, exit 2) before any model is loaded or
+any request is sent. Embedding tasks encode every unique text once per model;
+generative tasks get their responses through one :class:`~gate.dispatch.Dispatcher`
+(response cache, bounded concurrency, retries). A model that fails to load, encode
+or answer does not stop the run: its tasks get no values, the failure is recorded
+in ``errors`` and the verdict is ``error`` (exit 3), never ``pass``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import hashlib
 import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 import gate
-from gate.cache import EmbeddingCache
-from gate.errors import EvaluationError
-from gate.providers import Embedder, Loader, check_model, load_embedder
+from gate.cache import EmbeddingCache, ResponseCache
+from gate.dispatch import Dispatcher, RetryPolicy, Usage
+from gate.errors import BadInput, EvaluationError
+from gate.llm import ChatRequest, ChatResponse, Generator, Pricing, PromptLogprobs
+from gate.providers import CAPABILITIES, Embedder, GeneratorLoader, Loader, check_model, load_embedder, load_generator
 from gate.suite import ROLES, ModelSpec, Suite
 from gate.tasks import Scores, Task, load_task
+from gate.tasks.generative import Outcome
 from gate.thresholds import Rule, judge
 
 Log = Callable[[str], None]
@@ -50,6 +58,10 @@ def normalize(matrix: np.ndarray) -> np.ndarray:
     return matrix
 
 
+#: options that change how vectors are fetched, never the vectors themselves (kept out of the cache key)
+_NOT_IN_VECTORS = {"batch_size", "device", "timeout", "max_retries", "concurrency", "pricing", "api_key_env"}
+
+
 @dataclass
 class LoadedModel:
     spec: ModelSpec
@@ -59,7 +71,7 @@ class LoadedModel:
     @property
     def cache_key(self) -> str:
         """Fingerprint plus every option that changes the vectors (all but batch_size), for the cache."""
-        options = {k: v for k, v in self.spec.options if k != "batch_size"}
+        options = {k: v for k, v in self.spec.options if k not in _NOT_IN_VECTORS}
         return f"{self.spec.provider}|{self.fingerprint}|{json.dumps(options, sort_keys=True)}"
 
 
@@ -102,23 +114,33 @@ def _metric_value(x: float | None) -> float | None:
 
 
 def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, rules: list[Rule] | None = None,
-              seed: int | None = None, loader: Loader = load_embedder, cache: EmbeddingCache | None = None,
-              log: Log = lambda msg: None, show_progress: bool = False, thresholds_sha256: str | None = None
-              ) -> RunOutput:
+              seed: int | None = None, loader: Loader = load_embedder,
+              generator_loader: GeneratorLoader = load_generator, cache: EmbeddingCache | None = None,
+              responses: ResponseCache | None = None, model_cache_dir: Path | None = None,
+              policy: RetryPolicy | None = None, log: Log = lambda msg: None, show_progress: bool = False,
+              thresholds_sha256: str | None = None) -> RunOutput:
     """Evaluate the suite and decide. Bad input raises before any model loads; model failures are recorded."""
-    task_models = {t.name: suite.resolved_models(t, overrides) for t in suite.tasks}
-    models = _check_models(task_models)
-    tasks: list[Task] = []
-    for t in suite.tasks:
-        log(f"reading task {t.name} ({t.type})")
-        tasks.append(load_task(t))
-    errors = _encode_all(models, tasks, task_models, loader, cache, log, show_progress)
-    metrics, task_info, examples = _score_all(tasks, task_models, models)
+    task_models, tasks = prepare(suite, overrides, log)
+    models = _check_models(task_models, tasks)
+    errors = _encode_all(models, [t for t in tasks if _kind(t) == "embedding"], task_models, loader, cache, log,
+                         show_progress)
+    generative = [t for t in tasks if _kind(t) == "generative"]
+    outcomes: dict[str, Outcome] = {}
+    if generative:
+        runtime = _GenRuntime(Dispatcher(cache=responses, policy=policy or RetryPolicy(), log=log, seed=seed or 0),
+                              generator_loader, model_cache_dir, seed, log)
+        outcomes = asyncio.run(runtime.run_all(generative, task_models))
+        for task in generative:
+            errors.extend(outcomes[task.data.spec.name].errors)
+        for key, model in models.items():
+            if key in runtime.identities:
+                model.fingerprint = runtime.identities[key]
+    metrics, task_info, examples = _score_all(tasks, task_models, models, outcomes)
     rule_results, verdict, reason = judge(rules or [], metrics, task_info, errors)
     first = task_models[suite.tasks[0].name]
     top_models = {}
     for role in ROLES:
-        spec = (overrides or {}).get(role) or suite.models.get(role) or first[role]
+        spec = suite.override(role, overrides) or first[role]
         loaded = models.get(spec.key)
         top_models[role] = _model_json(loaded) if loaded else {"spec": spec.spec, "fingerprint": None}
     results = {
@@ -139,13 +161,131 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, ru
     return RunOutput(results, examples)
 
 
-def _check_models(task_models: dict[str, dict[str, ModelSpec]]) -> dict[tuple, LoadedModel]:
-    """One entry per distinct model; a bad reference is bad input before anything loads."""
+def prepare(suite: Suite, overrides: dict[str, ModelSpec] | None, log: Log = lambda msg: None
+            ) -> tuple[dict[str, dict[str, ModelSpec]], list[Task]]:
+    """Resolve every task's models and read every data file; all bad input surfaces here (exit 2)."""
+    task_models = {t.name: suite.resolved_models(t, overrides) for t in suite.tasks}
+    for pair in task_models.values():
+        for spec in pair.values():
+            check_model(spec)
+    tasks: list[Task] = []
+    for t in suite.tasks:
+        log(f"reading task {t.name} ({t.type})")
+        task = load_task(t)
+        need = "generate" if _kind(task) == "generative" else "embed"
+        for role, spec in task_models[t.name].items():
+            _require(spec, need, f"task {t.name!r} ({t.type}) needs a model that can {need}; the {role}")
+        for spec in getattr(task, "extra_models", lambda: [])():
+            check_model(spec)
+            _require(spec, "generate", f"task {t.name!r} ({t.type}) needs a model that can generate; the judge")
+        tasks.append(task)
+    return task_models, tasks
+
+
+def _require(spec: ModelSpec, capability: str, what: str) -> None:
+    if capability not in CAPABILITIES[spec.provider]:
+        able = [p for p, caps in CAPABILITIES.items() if capability in caps]
+        raise BadInput(f"{what} {spec.spec} is a {spec.provider} model, which cannot; "
+                       f"use a provider that can: {', '.join(able)}", location=spec.origin)
+
+
+def _kind(task: Task) -> str:
+    return getattr(task, "kind", "embedding")
+
+
+class _GenRuntime:
+    """The :class:`~gate.tasks.generative.GenContext` the runner gives generative tasks.
+
+    Each distinct model is loaded once, on first use, and closed at the end; a model
+    that fails to load fails every task that needs it (recorded, exit 3).
+    """
+
+    def __init__(self, dispatcher: Dispatcher, loader: GeneratorLoader, model_cache_dir: Path | None,
+                 seed: int | None, log: Log):
+        self.dispatcher, self.loader, self.model_cache_dir, self.seed, self.log = (
+            dispatcher, loader, model_cache_dir, seed, log)
+        self.loaded: dict[tuple, Generator | EvaluationError] = {}
+        self.identities: dict[tuple, str] = {}
+        self.usage: dict[str, Usage] = {}
+
+    def _get(self, spec: ModelSpec) -> Generator:
+        if spec.key not in self.loaded:
+            self.log(f"model {spec.spec}: loading")
+            try:
+                model = self.loader(spec, self.model_cache_dir)
+                self.identities[spec.key] = model.identity()
+                self.loaded[spec.key] = model
+            except EvaluationError as exc:
+                self.loaded[spec.key] = exc
+        value = self.loaded[spec.key]
+        if isinstance(value, EvaluationError):
+            raise EvaluationError(f"model {spec.spec} could not be loaded: {value}")
+        return value
+
+    def _record(self, usage_key: str, usage: Usage | None) -> None:
+        if usage is None:
+            return
+        mine = self.usage.setdefault(usage_key, Usage())
+        for name, value in vars(usage).items():
+            current = getattr(mine, name)
+            setattr(mine, name, None if value is None or current is None else current + value)
+
+    async def chat(self, spec: ModelSpec, requests: Sequence[ChatRequest], *, concurrency: int, label: str,
+                   usage_key: str) -> list[ChatResponse]:
+        model = self._get(spec)
+        self.log(f"{label}: {len(requests)} requests to {spec.spec} (at most {concurrency} at once)")
+        try:
+            out, usage = await self.dispatcher.chat(model, requests, concurrency=concurrency, label=label)
+        except EvaluationError as exc:
+            self._record(usage_key, getattr(exc, "usage", None))
+            raise
+        self._record(usage_key, usage)
+        return out
+
+    async def prompt_logprobs(self, spec: ModelSpec, texts: Sequence[str], *, concurrency: int, label: str,
+                              usage_key: str) -> list[PromptLogprobs]:
+        model = self._get(spec)
+        self.log(f"{label}: log-probabilities of {len(texts)} texts from {spec.spec}")
+        try:
+            out, usage = await self.dispatcher.prompt_logprobs(model, texts, concurrency=concurrency, label=label)
+        except EvaluationError as exc:
+            self._record(usage_key, getattr(exc, "usage", None))
+            raise
+        self._record(usage_key, usage)
+        return out
+
+    def pricing(self, spec: ModelSpec) -> Pricing | None:
+        model = self._get(spec)
+        if model.pricing is None and spec.provider == "transformers":
+            return Pricing(0.0, 0.0)  # a local model has no per-token price
+        return model.pricing
+
+    def identity(self, spec: ModelSpec) -> str | None:
+        return self.identities.get(spec.key)
+
+    async def run_all(self, tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]]) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        try:
+            for task in tasks:
+                name = task.data.spec.name
+                self.usage = {}
+                outcome = await task.run(self, task_models[name])
+                if self.usage:
+                    outcome.info["usage"] = {k: v.to_json() for k, v in self.usage.items()}
+                outcomes[name] = outcome
+        finally:
+            for model in self.loaded.values():
+                if not isinstance(model, EvaluationError):
+                    await model.aclose()
+        return outcomes
+
+
+def _check_models(task_models: dict[str, dict[str, ModelSpec]], tasks: list[Task]) -> dict[tuple, LoadedModel]:
+    """One entry per distinct baseline/candidate model (references were checked by :func:`prepare`)."""
     models: dict[tuple, LoadedModel] = {}
     for pair in task_models.values():
         for spec in pair.values():
             if spec.key not in models:
-                check_model(spec)
                 models[spec.key] = LoadedModel(spec)
     return models
 
@@ -153,13 +293,14 @@ def _check_models(task_models: dict[str, dict[str, ModelSpec]]) -> dict[tuple, L
 def _encode_all(models: dict[tuple, LoadedModel], tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]],
                 loader: Loader, cache: EmbeddingCache | None, log: Log, show_progress: bool) -> list[str]:
     """Each distinct model embeds the union of its tasks' texts, once. Returns the errors met."""
-    texts_of: dict[tuple, dict[str, None]] = {key: {} for key in models}
+    texts_of: dict[tuple, dict[str, None]] = {}
     for task in tasks:
         for spec in task_models[task.data.spec.name].values():
-            texts_of[spec.key].update(dict.fromkeys(task.texts()))
+            texts_of.setdefault(spec.key, {}).update(dict.fromkeys(task.texts()))
     errors: list[str] = []
-    for key, model in models.items():
-        texts = list(texts_of[key])
+    for key, text_set in texts_of.items():
+        model = models[key]
+        texts = list(text_set)
         roles = sorted({r for pair in task_models.values() for r, s in pair.items() if s.key == key})
         log(f"{'/'.join(roles)} model {model.spec.spec}: loading")
         try:
@@ -174,8 +315,8 @@ def _encode_all(models: dict[tuple, LoadedModel], tasks: list[Task], task_models
     return errors
 
 
-def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel]
-               ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel],
+               outcomes: dict[str, Outcome]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Raw scores per task and role, every metric derived from them, and the per-example rows."""
     metrics: dict[str, dict[str, Any]] = {}
     task_info: dict[str, dict[str, Any]] = {}
@@ -185,16 +326,22 @@ def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], 
         pair = task_models[name]
         scores: dict[str, Scores | None] = {}
         values: dict[str, dict[str, float]] = {}
+        outcome = outcomes.get(name)
         for role in ROLES:
-            table = models[pair[role].key].table
-            scores[role] = task.score(table) if table is not None else None
+            if outcome is not None:
+                scores[role] = outcome.scores.get(role)
+            else:
+                table = models[pair[role].key].table
+                scores[role] = task.score(table) if table is not None else None
             values[role] = {m.name: m.compute(scores[role].arrays) for m in task.metrics} if scores[role] else {}
+        scored = next((scores[r] for r in ROLES if scores[r] is not None), None)
         for m in task.metrics:
             b, c = _metric_value(values["baseline"].get(m.name)), _metric_value(values["candidate"].get(m.name))
             metrics[f"{name}/{m.name}"] = {
                 "baseline": b, "candidate": c,
                 "delta": None if b is None or c is None else c - b,
-                "higher_is_better": m.higher_is_better, "n": task.data.n,
+                "higher_is_better": m.higher_is_better,
+                "n": m.count(scored.arrays) if m.count and scored else task.data.n,
             }
         files = task.data.data_sha256
         combined = hashlib.sha256("".join(f"{k}={files[k]};" for k in sorted(files)).encode()).hexdigest()
@@ -204,6 +351,8 @@ def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], 
             info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
         if task.data.notes:
             info["notes"] = task.data.notes
+        if outcome is not None:
+            info.update(outcome.info)
         task_info[name] = info
         examples.extend(_examples(task, scores))
     return metrics, task_info, examples
@@ -211,6 +360,19 @@ def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], 
 
 def _model_json(model: LoadedModel) -> dict[str, Any]:
     return {"spec": model.spec.spec, "fingerprint": model.fingerprint}
+
+
+_SKIP = object()
+
+
+def _example_value(value: np.ndarray) -> Any:
+    """One example's value: a scalar as is, repeats averaged over their samples, statistics vectors left out."""
+    if value.ndim == 0:
+        return _metric_value(float(value))
+    if value.ndim == 1:
+        finite = value[np.isfinite(value)]
+        return float(finite.mean()) if finite.size else None
+    return _SKIP
 
 
 def _examples(task: Task, scores: dict[str, Scores | None]) -> list[dict[str, Any]]:
@@ -221,7 +383,13 @@ def _examples(task: Task, scores: dict[str, Scores | None]) -> list[dict[str, An
             if s is None:
                 row[role] = None
                 continue
-            values: dict[str, Any] = {k: _metric_value(float(v[i])) for k, v in s.arrays.items()}
+            values: dict[str, Any] = {}
+            for key, array in s.arrays.items():
+                if key == "category":
+                    continue
+                value = _example_value(np.asarray(array[i], dtype=np.float64))
+                if value is not _SKIP:
+                    values[key] = value
             if s.extras is not None:
                 values.update(s.extras[i])
             row[role] = values

@@ -8,7 +8,7 @@ so ``gate validate`` and ``gate run`` share one reader.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ from gate.documents import Document, load_document, validate
 from gate.errors import BadInput, BadInputs
 
 ROLES = ("baseline", "candidate")
-PROVIDERS = ("sentence-transformers",)
+PROVIDERS = ("sentence-transformers", "openai", "transformers")
+#: model names that are not paths: embedded or converted-on-demand models
+BUILTIN_MODELS = {"sentence-transformers": ("default",), "transformers": ("smollm2",)}
 
 
 def resolve(base: Path, value: str) -> Path:
@@ -37,6 +39,8 @@ class ModelSpec:
     model: str
     options: tuple[tuple[str, Any], ...] = ()
     base_dir: Path = field(default=Path("."), compare=False)
+    #: where it was declared ("suite.yaml:7:5" or "--candidate"), for messages
+    origin: str | None = field(default=None, compare=False)
 
     @property
     def spec(self) -> str:
@@ -51,8 +55,19 @@ class ModelSpec:
     @property
     def key(self) -> tuple:
         """Identity of the loaded model: two specs with the same key share one encode."""
-        ref = self.model if self.model == "default" else str(self.resolve_path().resolve())
-        return (self.provider, ref, self.options)
+        if self.provider == "openai" or self.model in BUILTIN_MODELS.get(self.provider, ()):
+            ref = self.model
+        else:
+            ref = str(self.resolve_path().resolve())
+        return (self.provider, ref, _hashable(self.options))
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return value
 
 
 def parse_model_spec(text: str, option: str = "--baseline/--candidate") -> ModelSpec:
@@ -63,7 +78,7 @@ def parse_model_spec(text: str, option: str = "--baseline/--candidate") -> Model
                        location=option)
     if provider not in PROVIDERS:
         raise BadInput(f"unknown provider {provider!r}; expected one of: {', '.join(PROVIDERS)}", location=option)
-    return ModelSpec(provider=provider, model=model, base_dir=Path.cwd())
+    return ModelSpec(provider=provider, model=model, base_dir=Path.cwd(), origin=option)
 
 
 @dataclass(frozen=True)
@@ -77,9 +92,26 @@ class TaskSpec:
     models: dict[str, ModelSpec]
     pointer: str
     suite_dir: Path
+    document: Document | None = field(default=None, compare=False, repr=False)
 
     def path(self, key: str) -> Path:
         return resolve(self.suite_dir, self.fields[key])
+
+    def error(self, key: str, message: str) -> BadInput:
+        """Bad input about field ``key`` of this task, located in the suite file."""
+        pointer = f"{self.pointer}/{key}"
+        if self.document is None:
+            return BadInput(message, location=pointer)
+        return self.document.error(pointer, message)
+
+    def model(self, key: str) -> ModelSpec | None:
+        """A model declared in a task field (a pairwise task's judge or reference)."""
+        raw = self.fields.get(key)
+        if raw is None:
+            return None
+        if self.document is None:
+            return ModelSpec(provider=raw["provider"], model=raw["model"], base_dir=self.suite_dir)
+        return model_from(raw, self.document, f"{self.pointer}/{key}")
 
 
 @dataclass(frozen=True)
@@ -91,11 +123,21 @@ class Suite:
     tasks: list[TaskSpec]
     document: Document
 
+    def override(self, role: str, overrides: dict[str, ModelSpec] | None) -> ModelSpec | None:
+        """The command line's model for ``role``, else the suite's. A command-line model of the same
+        provider keeps the suite model's options (base_url, api_key_env, pricing...): only the model changes."""
+        given, declared = (overrides or {}).get(role), self.models.get(role)
+        if given is None:
+            return declared
+        if declared is not None and declared.provider == given.provider and not given.options:
+            return replace(given, options=declared.options)
+        return given
+
     def resolved_models(self, task: TaskSpec, overrides: dict[str, ModelSpec] | None = None) -> dict[str, ModelSpec]:
         """The (baseline, candidate) of ``task``: task override > command line > suite default."""
         out = {}
         for role in ROLES:
-            spec = task.models.get(role) or (overrides or {}).get(role) or self.models.get(role)
+            spec = task.models.get(role) or self.override(role, overrides)
             if spec is None:
                 raise BadInput(
                     f"task {task.name!r} has no {role} model; set models.{role} in the suite "
@@ -106,13 +148,17 @@ class Suite:
         return out
 
 
-def _model(raw: dict, base: Path) -> ModelSpec:
+def model_from(raw: dict, doc: Document, pointer: str) -> ModelSpec:
+    """A model as declared at ``pointer`` of a suite document."""
     opts = tuple(sorted((k, v) for k, v in raw.items() if k not in ("provider", "model")))
-    return ModelSpec(provider=raw["provider"], model=raw["model"], options=opts, base_dir=base)
+    loc = doc.where(pointer)
+    origin = f"{doc.path}:{loc}" + (f" ({pointer})" if loc != pointer else "")
+    return ModelSpec(provider=raw["provider"], model=raw["model"], options=opts, base_dir=doc.path.parent,
+                     origin=origin)
 
 
-def _pair(raw: dict | None, base: Path) -> dict[str, ModelSpec]:
-    return {role: _model(m, base) for role, m in (raw or {}).items()}
+def _pair(raw: dict | None, doc: Document, pointer: str) -> dict[str, ModelSpec]:
+    return {role: model_from(m, doc, f"{pointer}/{role}") for role, m in (raw or {}).items()}
 
 
 def parse_suite(doc: Document) -> Suite:
@@ -130,11 +176,12 @@ def parse_suite(doc: Document) -> Suite:
         seen[name] = i
         fields = {k: v for k, v in raw.items() if k not in ("name", "type", "group", "models", "description")}
         tasks.append(TaskSpec(name=name, type=raw["type"], group=raw.get("group", "default"), fields=fields,
-                              models=_pair(raw.get("models"), base), pointer=f"/tasks/{i}", suite_dir=base))
+                              models=_pair(raw.get("models"), doc, f"/tasks/{i}/models"), pointer=f"/tasks/{i}",
+                              suite_dir=base, document=doc))
     if problems:
         raise BadInputs(problems)
     return Suite(path=doc.path, name=data["name"], description=data.get("description", ""),
-                 models=_pair(data.get("models"), base), tasks=tasks, document=doc)
+                 models=_pair(data.get("models"), doc, "/models"), tasks=tasks, document=doc)
 
 
 def load_suite(path: str | Path) -> Suite:

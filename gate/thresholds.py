@@ -202,6 +202,10 @@ def decide(rule_results: list[RuleResult], errors: list[str], rules_given: bool)
     if not rules_given:
         return "pass", "No thresholds were given, so no rule was checked."
     passed = sum(r.status == "pass" for r in rule_results)
+    if rule_results and passed == 0 and all(r.status == "skipped" for r in rule_results):
+        # Nothing was checked: a pass here would wave through whatever the run measured.
+        return "error", ("No rule applied: every rule is optional and none selects a metric of these results; "
+                         "the thresholds file does not fit this suite.")
     warned = sum(r.status == "warn" for r in rule_results)
     skipped = sum(r.status == "skipped" for r in rule_results)
     extra = "".join([f"; {warned} warning(s)" if warned else "", f"; {skipped} optional check(s) skipped" if skipped else ""])

@@ -21,6 +21,8 @@ class MetricDef:
     higher_is_better: bool
     compute: Callable[[Arrays], float]
     description: str = ""
+    #: how many examples the value rests on, when not all of the task's (a per-category slice)
+    count: Callable[[Arrays], int] | None = None
 
 
 def mean_of(key: str) -> Callable[[Arrays], float]:

@@ -8,11 +8,15 @@ Heavy imports (torch) happen inside ``load`` so ``gate --help`` stays fast.
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 
 from gate.suite import ModelSpec
+
+if TYPE_CHECKING:
+    from gate.llm import Generator
 
 
 class Embedder(Protocol):
@@ -28,22 +32,57 @@ class Embedder(Protocol):
 
 
 Loader = Callable[[ModelSpec], Embedder]
+GeneratorLoader = Callable[..., "Generator"]
+
+#: what each provider can do: "embed" (embedding tasks), "generate" (generative tasks)
+CAPABILITIES = {
+    "sentence-transformers": ("embed",),
+    "openai": ("embed", "generate"),
+    "transformers": ("generate",),
+}
 
 
-def check_model(spec: ModelSpec) -> None:
-    """Cheap checks before anything is loaded: a bad reference is bad input (exit 2)."""
+def check_model(spec: ModelSpec, secrets: bool = True) -> None:
+    """Cheap checks before anything is loaded: a bad reference is bad input (exit 2).
+
+    ``secrets=False`` skips what depends on the environment (API-key variables), for ``gate validate``."""
     if spec.provider == "sentence-transformers":
         from gate.providers import sentence_transformers as st
 
         st.check(spec)
-        return
-    raise AssertionError(f"unhandled provider {spec.provider}")  # the schema lists every provider
+    elif spec.provider == "openai":
+        from gate.providers import openai_compat
+
+        openai_compat.check(spec, secrets=secrets)
+    elif spec.provider == "transformers":
+        from gate.providers import transformers_lm
+
+        transformers_lm.check(spec)
+    else:
+        raise AssertionError(f"unhandled provider {spec.provider}")  # the schema lists every provider
 
 
 def load_embedder(spec: ModelSpec) -> Embedder:
-    """Load the model behind ``spec`` (raises :class:`~gate.errors.ModelLoadError`)."""
+    """Load the embedding model behind ``spec`` (raises :class:`~gate.errors.ModelLoadError`)."""
     if spec.provider == "sentence-transformers":
         from gate.providers import sentence_transformers as st
 
         return st.SentenceTransformerEmbedder.load(spec)
+    if spec.provider == "openai":
+        from gate.providers import openai_compat
+
+        return openai_compat.OpenAIEmbedder.load(spec)
+    raise AssertionError(f"unhandled provider {spec.provider}")
+
+
+def load_generator(spec: ModelSpec, cache_dir: Path | None = None) -> "Generator":
+    """Load the generative model behind ``spec`` (raises :class:`~gate.errors.ModelLoadError`)."""
+    if spec.provider == "openai":
+        from gate.providers import openai_compat
+
+        return openai_compat.OpenAIGenerator.load(spec)
+    if spec.provider == "transformers":
+        from gate.providers import transformers_lm
+
+        return transformers_lm.TransformersGenerator.load(spec, cache_dir=cache_dir)
     raise AssertionError(f"unhandled provider {spec.provider}")

@@ -62,6 +62,7 @@ def context(results: dict[str, Any]) -> dict[str, Any]:
     """Everything a template needs, derived from results.json alone."""
     rules = sorted(results.get("rules", []), key=lambda r: STATUS_ORDER.get(r["status"], 9))
     groups: dict[str, list[dict[str, Any]]] = {}
+    slices: list[dict[str, Any]] = []  # per-category metrics (name[category]): folded away, they are many
     tasks = results.get("tasks", {})
     for mid, m in results.get("metrics", {}).items():
         group = tasks.get(mid.split("/", 1)[0], {}).get("group", "default")
@@ -72,7 +73,11 @@ def context(results: dict[str, Any]) -> dict[str, Any]:
         rel = None
         if delta is not None and m.get("baseline") not in (None, 0):
             rel = delta / abs(m["baseline"])
-        groups.setdefault(group, []).append({"id": mid, **m, "better": better, "relative": rel})
+        row = {"id": mid, **m, "better": better, "relative": rel}
+        if mid.endswith("]") and "[" in mid:
+            slices.append(row)
+        else:
+            groups.setdefault(group, []).append(row)
     counts = {s: sum(r["status"] == s for r in rules) for s in STATUS_ORDER}
     return {
         "results": results,
@@ -84,6 +89,7 @@ def context(results: dict[str, Any]) -> dict[str, Any]:
         "rules": rules,
         "rule_counts": counts,
         "metric_groups": groups,
+        "metric_slices": slices,
         "models": results.get("models", {}),
         "tasks": tasks,
         "errors": results.get("errors", []),

@@ -40,6 +40,9 @@ class TaskData:
 
 
 class Task(Protocol):
+    """An embedding task (``sts``, ``retrieval``). Generative tasks (``kind = "generative"``) implement
+    ``plan`` and ``run`` instead of ``texts`` and ``score``: see :mod:`gate.tasks.generative`."""
+
     data: TaskData
     metrics: list[MetricDef]
 
@@ -52,9 +55,10 @@ class Task(Protocol):
 
 def load_task(spec: TaskSpec) -> Task:
     """Read and check the task's data files (bad data is :class:`BadInput`, exit 2)."""
-    from gate.tasks import retrieval, sts
+    from gate.tasks import generation, pairwise, perplexity, retrieval, sts
 
-    types = {"sts": sts.STSTask, "retrieval": retrieval.RetrievalTask}
+    types = {"sts": sts.STSTask, "retrieval": retrieval.RetrievalTask, "generation": generation.GenerationTask,
+             "perplexity": perplexity.PerplexityTask, "pairwise": pairwise.PairwiseTask}
     if spec.type not in types:  # the schema lists every type; this guards a mismatch
         raise BadInput(f"unknown task type {spec.type!r}", location=spec.pointer)
     return types[spec.type].load(spec)

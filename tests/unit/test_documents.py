@@ -439,7 +439,10 @@ def test_load_suite_models_and_overrides(tmp_path):
     override = ModelSpec("sentence-transformers", "/cli/model")
     resolved = suite.resolved_models(plain, {"baseline": override, "candidate": override})
     assert resolved["baseline"].model == "default"  # the task's own
-    assert resolved["candidate"] == override  # the command line beats the suite
+    # the command line beats the suite; a command-line model of the same provider keeps the suite's options
+    assert resolved["candidate"] == ModelSpec("sentence-transformers", "/cli/model", (("batch_size", 16),))
+    other = ModelSpec("openai", "gpt-x")
+    assert suite.resolved_models(plain, {"candidate": other})["candidate"] == other  # other provider: none kept
     assert suite.resolved_models(stsb)["candidate"].model == "./models/ft-v2"  # suite default
 
 

@@ -453,9 +453,18 @@ def test_optional_rule_selecting_nothing_is_skipped():
     results = evaluate([rule], METRICS, GROUPS)
     assert [r.status for r in results] == ["skipped"]
     assert "optional" in results[0].message
-    verdict, reason = decide(results, [], rules_given=True)
+    passing = evaluate([Rule("min", 0.0, metric="stsb/spearman")], METRICS, GROUPS)
+    verdict, reason = decide(passing + results, [], rules_given=True)
     assert verdict == "pass"
     assert "skipped" in reason
+
+
+def test_only_skipped_rules_is_error_not_pass():
+    """A thresholds file none of whose rules applies checked nothing: never a pass."""
+    results = evaluate([Rule("min", 0.5, metric="missing/metric", optional=True)], METRICS, GROUPS)
+    verdict, reason = decide(results, [], rules_given=True)
+    assert verdict == "error"
+    assert "No rule applied" in reason
 
 
 def test_unknown_group_is_error():

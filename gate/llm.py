@@ -1,0 +1,151 @@
+"""The generative side's vocabulary: requests, responses, and the :class:`Generator` protocol.
+
+Every generative provider (an OpenAI-compatible endpoint, a local transformers
+checkpoint) speaks this protocol, so tasks, the response cache and the dispatcher
+never know which one they talk to. A provider *classifies* its failures into the
+four exceptions below; the dispatcher alone decides what to retry, so the retry
+policy (and its counting) exists exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """US dollars per million tokens, as the suite declares them (gate ships no price list)."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asked for. ``arguments`` is the parsed JSON when it parses, else the raw string."""
+
+    name: str
+    arguments: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion to obtain. ``sample`` tells repeats apart (each is its own cache entry)."""
+
+    messages: tuple[dict[str, Any], ...]
+    max_tokens: int
+    temperature: float = 0.0
+    seed: int | None = None
+    tools: tuple[dict[str, Any], ...] | None = None
+    sample: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        """Everything that can change the answer, as plain JSON (the cache key is its hash)."""
+        return {
+            "messages": list(self.messages), "max_tokens": self.max_tokens, "temperature": self.temperature,
+            "seed": self.seed, "tools": list(self.tools) if self.tools is not None else None, "sample": self.sample,
+        }
+
+    def key(self, model_identity: str) -> str:
+        text = json.dumps({"model": model_identity, "request": self.payload()}, sort_keys=True,
+                          ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def prompt_chars(self) -> int:
+        """Characters of prompt (messages and tool definitions), for the dry-run token estimate."""
+        size = sum(len(str(m.get("content") or "")) for m in self.messages)
+        return size + (len(json.dumps(list(self.tools))) if self.tools else 0)
+
+
+@dataclass
+class ChatResponse:
+    """What the model answered, with the measurements of the attempt that succeeded.
+
+    ``latency_ms`` is the successful attempt alone (no back-off, no failed attempts),
+    so retries never inflate a model's latency; a cached response keeps the latency
+    measured when it was produced.
+    """
+
+    text: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("cached")
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ChatResponse":
+        calls = [ToolCall(c["name"], c["arguments"]) for c in data.get("tool_calls", [])]
+        return cls(text=data["text"], tool_calls=calls, finish_reason=data.get("finish_reason"),
+                   latency_ms=float(data["latency_ms"]), prompt_tokens=int(data["prompt_tokens"]),
+                   completion_tokens=int(data["completion_tokens"]), cached=True)
+
+
+@dataclass(frozen=True)
+class PromptLogprobs:
+    """Log-probabilities (natural log) of every token of a text that has a prediction (all but the first)."""
+
+    logprobs: tuple[float, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"logprobs": list(self.logprobs)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PromptLogprobs":
+        return cls(tuple(float(x) for x in data["logprobs"]))
+
+
+class TransientError(Exception):
+    """Worth retrying: rate limit, 5xx, timeout, dropped connection, malformed body."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestError(Exception):
+    """This request cannot succeed as sent (e.g. HTTP 400); retrying would not help."""
+
+
+class FatalError(Exception):
+    """The model cannot be used at all (bad key, no quota, unknown model): stop at once, retry nothing."""
+
+
+class Unsupported(Exception):
+    """The provider lacks a capability a task needs (e.g. prompt log-probabilities)."""
+
+
+class Generator(Protocol):
+    """A loaded generative model."""
+
+    spec: str
+    pricing: Pricing | None
+    #: how many requests may be in flight at once (1 for a local model)
+    max_concurrency: int | None
+
+    def identity(self) -> str:
+        """What the cache keys on: the weights' fingerprint, or model id + base URL for an endpoint."""
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        """One completion. Raises one of the exceptions above, never anything else."""
+
+    async def prompt_logprobs(self, text: str) -> PromptLogprobs:
+        """Exact token log-probabilities of ``text`` (raises :class:`Unsupported` if the model cannot)."""
+
+    async def aclose(self) -> None:
+        """Release connections / memory."""

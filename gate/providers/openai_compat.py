@@ -1,0 +1,256 @@
+"""The ``openai`` provider: chat, embeddings and prompt log-probabilities over the OpenAI API.
+
+Any OpenAI-compatible base URL works (OpenAI, vLLM, Ollama, LiteLLM). The key is
+read from the environment variable the suite names (``api_key_env``, default
+``OPENAI_API_KEY``), never from the file. The SDK's own retries are switched off
+(``max_retries=0``): gate's dispatcher retries instead, because it must fail fast
+on ``insufficient_quota`` (a 429 the SDK would keep retrying), honour
+``Retry-After`` and count every attempt once. This module only *classifies*
+each SDK failure into the exceptions of :mod:`gate.llm`.
+
+Model options (suite file): ``base_url``, ``api_key_env``, ``timeout`` (seconds per
+request, default 60), ``max_retries`` (default 4), ``concurrency`` (a cap on
+requests in flight to this endpoint), ``pricing`` (``{input_per_mtok,
+output_per_mtok}`` in US dollars), ``batch_size`` (texts per embeddings request,
+default 128).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import time
+from typing import Any, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+
+from gate.errors import BadInput, EvaluationError
+from gate.llm import (ChatRequest, ChatResponse, FatalError, Pricing, PromptLogprobs, RequestError, ToolCall,
+                      TransientError, Unsupported)
+from gate.suite import ModelSpec
+
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_EMBED_BATCH = 128
+
+
+def _where(spec: ModelSpec) -> str:
+    return spec.origin or f"model {spec.spec}"
+
+
+def api_key(spec: ModelSpec) -> str:
+    name = spec.option("api_key_env", DEFAULT_KEY_ENV)
+    value = os.environ.get(name, "")
+    if not value:
+        raise BadInput(f"the environment variable {name} is not set; model {spec.spec} reads its API key from it "
+                       f"(api_key_env). Set it (any non-empty value for a server without keys, e.g. Ollama)",
+                       location=_where(spec))
+    return value
+
+
+def check(spec: ModelSpec, secrets: bool = True) -> None:
+    """Bad input before anything is sent: a missing key variable, a base URL that is not a URL."""
+    if secrets:
+        api_key(spec)
+    base = spec.option("base_url")
+    if base is not None:
+        parsed = urlparse(base)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise BadInput(f"base_url {base!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8000/v1",
+                           location=_where(spec))
+
+
+def base_url(spec: ModelSpec) -> str:
+    return (spec.option("base_url") or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+
+
+def identity(spec: ModelSpec) -> str:
+    """What the response cache keys on: an endpoint's model id is all we can know of its weights."""
+    return f"openai|{base_url(spec)}|{spec.model}"
+
+
+def pricing(spec: ModelSpec) -> Pricing | None:
+    raw = spec.option("pricing")
+    return Pricing(float(raw["input_per_mtok"]), float(raw["output_per_mtok"])) if raw else None
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asks us to wait: ``retry-after-ms``, ``retry-after`` in seconds or an HTTP date."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+def classify(exc: BaseException, spec: str) -> Exception:
+    """The gate exception for an SDK failure (what to retry is decided by the dispatcher)."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError("the request timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return TransientError(f"connection failed ({type(cause).__name__}: {cause})")
+    if isinstance(exc, openai.APIStatusError):
+        status, code = exc.status_code, getattr(exc, "code", None)
+        detail = f"HTTP {status}" + (f" {code}" if code else "") + f": {exc.message}"
+        if status == 429 and code == "insufficient_quota":
+            return FatalError(f"{detail} (no quota left: add credit or use another key)")
+        if status in (401, 403):
+            return FatalError(f"{detail} (check the API key in the variable named by api_key_env)")
+        if status == 404:
+            return FatalError(f"{detail} (is the model id {spec!r} and the base_url right?)")
+        if status in (408, 409, 429) or status >= 500:
+            return TransientError(detail, _retry_after(exc.response.headers))
+        return RequestError(detail)
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError, KeyError, TypeError, IndexError,
+                        AttributeError)):
+        # a 200 whose body is not the JSON it should be: a proxy hiccup, worth another try
+        return TransientError(f"malformed response ({type(exc).__name__}: {str(exc)[:200]})")
+    if isinstance(exc, openai.OpenAIError):
+        return TransientError(f"{type(exc).__name__}: {exc}")
+    return RequestError(f"{type(exc).__name__}: {exc}")
+
+
+def _client(spec: ModelSpec):
+    import openai
+
+    return openai.AsyncOpenAI(api_key=api_key(spec), base_url=base_url(spec), max_retries=0,
+                              timeout=float(spec.option("timeout", DEFAULT_TIMEOUT)))
+
+
+def _parse_arguments(raw: str | None) -> Any:
+    try:
+        return json.loads(raw or "{}")
+    except ValueError:
+        return raw
+
+
+class _Endpoint:
+    """What the dispatcher reads from any model behind an endpoint: price, concurrency cap, retry budget."""
+
+    def __init__(self, spec: ModelSpec):
+        self._spec = spec
+        self.spec = spec.spec
+        self.pricing = pricing(spec)
+        self.max_concurrency = spec.option("concurrency")
+        self.max_retries = spec.option("max_retries")
+
+    @classmethod
+    def load(cls, spec: ModelSpec, **_: Any):
+        return cls(spec)
+
+    def identity(self) -> str:
+        return identity(self._spec)
+
+
+class OpenAIGenerator(_Endpoint):
+    """A chat model behind an OpenAI-compatible endpoint."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        self._client = _client(spec)
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        params: dict[str, Any] = {"model": self._spec.model, "messages": list(request.messages),
+                                  "max_tokens": request.max_tokens, "temperature": request.temperature}
+        if request.seed is not None:
+            params["seed"] = request.seed
+        if request.tools:
+            params["tools"] = list(request.tools)
+        start = time.perf_counter()
+        try:
+            completion = await self._client.chat.completions.create(**params)
+            latency = (time.perf_counter() - start) * 1000
+            choice = completion.choices[0]
+            message = choice.message
+            calls = [ToolCall(tc.function.name, _parse_arguments(tc.function.arguments))
+                     for tc in (message.tool_calls or []) if getattr(tc, "function", None) is not None]
+            usage = completion.usage
+            return ChatResponse(text=message.content or "", tool_calls=calls, finish_reason=choice.finish_reason,
+                                latency_ms=latency, prompt_tokens=usage.prompt_tokens if usage else 0,
+                                completion_tokens=usage.completion_tokens if usage else 0)
+        except Exception as exc:  # classified: the dispatcher decides what happens next
+            raise classify(exc, self._spec.model) from None
+
+    async def prompt_logprobs(self, text: str) -> PromptLogprobs:
+        try:
+            completion = await self._client.completions.create(model=self._spec.model, prompt=text, max_tokens=0,
+                                                               echo=True, logprobs=0, temperature=0)
+            logprobs = completion.choices[0].logprobs
+        except Exception as exc:
+            raise classify(exc, self._spec.model) from None
+        values = getattr(logprobs, "token_logprobs", None) if logprobs is not None else None
+        if not values or any(v is None for v in values[1:]):  # [None] alone: a one-token text
+            raise Unsupported(f"{self.spec} did not return prompt log-probabilities (/v1/completions with "
+                              "echo=true, logprobs=0); perplexity needs an endpoint that does, or a local model")
+        return PromptLogprobs(tuple(float(v) for v in values[1:]))
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+class OpenAIEmbedder(_Endpoint):
+    """Embeddings from an OpenAI-compatible endpoint, in batches, float format, with the dispatcher's retries."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        self.batch_size = int(spec.option("batch_size", DEFAULT_EMBED_BATCH))
+
+    def fingerprint(self) -> str:
+        return "sha256:" + hashlib.sha256(self.identity().encode()).hexdigest()
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        return asyncio.run(self._encode(list(texts)))
+
+    async def _encode(self, texts: list[str]) -> np.ndarray:
+        from gate.dispatch import Dispatcher
+
+        client = _client(self._spec)
+        batches = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+
+        async def call(batch: list[str]) -> list[list[float]]:
+            try:
+                result = await client.embeddings.create(model=self._spec.model, input=batch,
+                                                        encoding_format="float")
+                rows = sorted(result.data, key=lambda d: d.index)
+                if len(rows) != len(batch):
+                    raise TransientError(f"{len(rows)} embeddings returned for {len(batch)} inputs")
+                return [list(r.embedding) for r in rows]
+            except TransientError:
+                raise
+            except Exception as exc:
+                raise classify(exc, self._spec.model) from None
+
+        try:
+            vectors = await Dispatcher().run_calls(self, [lambda b=b: call(b) for b in batches],
+                                                   concurrency=self.max_concurrency or 4,
+                                                   label=f"embeddings {self.spec}")
+        finally:
+            await client.close()
+        matrix = np.asarray([v for batch in vectors for v in batch], dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+            raise EvaluationError(f"model {self.spec} returned embeddings of inconsistent sizes")
+        return matrix
+
+    async def aclose(self) -> None:
+        return None

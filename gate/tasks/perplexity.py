@@ -1,0 +1,71 @@
+"""``perplexity``: how well each model predicts held-out text, from exact token log-probabilities.
+
+Suite fields: ``data`` (rows ``{"text"}``, optional ``id``), ``concurrency``.
+Metric ``perplexity`` = exp(total negative log-likelihood / total predicted tokens),
+token-weighted over the whole file (lower is better). The log-probabilities come
+from the model itself: a local checkpoint, or an endpoint that returns prompt
+log-probabilities (``/v1/completions`` with ``echo``). An endpoint that does not is
+an ``error``, never an estimate. Perplexities are only comparable between models
+that share a tokenizer (a fine-tune and its base do).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gate.data import Column, read_table
+from gate.metrics import Arrays, MetricDef
+from gate.suite import ROLES, ModelSpec, TaskSpec
+from gate.tasks import Scores, TaskData
+from gate.tasks.generative import CHARS_PER_TOKEN, GenContext, Outcome, Planned
+
+COLUMNS = [Column("text", "text"), Column("id", "optional_text")]
+DEFAULT_CONCURRENCY = 4
+
+
+def perplexity(arrays: Arrays) -> float:
+    tokens = float(np.sum(arrays["tokens"]))
+    return math.exp(float(np.sum(arrays["nll"])) / tokens) if tokens > 0 else float("nan")
+
+
+METRICS = [MetricDef("perplexity", False, perplexity,
+                     "exp of the mean negative log-likelihood per predicted token, over all texts")]
+
+
+class PerplexityTask:
+    kind = "generative"
+    metrics = METRICS
+
+    def __init__(self, data: TaskData, texts: list[str], concurrency: int):
+        self.data, self.texts, self.concurrency = data, texts, concurrency
+
+    @classmethod
+    def load(cls, spec: TaskSpec) -> "PerplexityTask":
+        table = read_table(spec.path("data"), COLUMNS, "perplexity data file")
+        texts = [r["text"] for r in table.rows]
+        ids = [r["id"] or str(line) for r, line in zip(table.rows, table.lines)]
+        data = TaskData(spec=spec, n=len(texts), data_sha256={"data": table.sha256}, example_ids=ids,
+                        example_text=[{"text": t} for t in texts])
+        return cls(data, texts, int(spec.fields.get("concurrency", DEFAULT_CONCURRENCY)))
+
+    def plan(self, pair: dict[str, ModelSpec], seed: int | None) -> list[Planned]:
+        tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in self.texts)
+        return [Planned(pair[role], role, len(self.texts), tokens, 0) for role in ROLES]
+
+    async def run(self, ctx: GenContext, pair: dict[str, ModelSpec]) -> Outcome:
+        out = Outcome(scores={})
+        for role in ROLES:
+            try:
+                values = await ctx.prompt_logprobs(pair[role], self.texts, concurrency=self.concurrency,
+                                                   label=f"{self.data.spec.name} {role}", usage_key=role)
+            except Exception as exc:
+                out.errors.append(str(exc))
+                out.scores[role] = None
+                continue
+            nll = np.array([-sum(v.logprobs) for v in values], dtype=np.float64)
+            tokens = np.array([len(v.logprobs) for v in values], dtype=np.float64)
+            extras = [{"perplexity": math.exp(n / t) if t else None} for n, t in zip(nll, tokens)]
+            out.scores[role] = Scores({"nll": nll, "tokens": tokens}, extras)
+        return out
