@@ -4,7 +4,8 @@ Counts are exact (requests per model, repeats and judge calls included); token
 figures are estimates (prompt: characters / 4; completion: the ``max_tokens``
 ceiling), so the cost shown is an upper-bound guess at the declared prices. With
 ``--cache``, requests whose responses are already cached are counted as such:
-they would not be sent.
+they would not be sent, and cost nothing. A judge's requests depend on the answers,
+so whether they are cached cannot be told in advance ("-").
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gate.cache import ResponseCache
 from gate.suite import ModelSpec, Suite
 from gate.tasks.generative import CHARS_PER_TOKEN, Planned
 
@@ -41,44 +43,79 @@ def plan_suite(suite: Suite, overrides: dict[str, ModelSpec] | None, seed: int |
 
     task_models, tasks = prepare(suite, overrides)
     responses = None
-    if cache_dir is not None and (cache_dir / "responses.sqlite3").exists():
-        from gate.cache import ResponseCache
-
+    if cache_dir is not None and (cache_dir / ResponseCache.FILE).exists():
         responses = ResponseCache(cache_dir)
     plans: dict[tuple, ModelPlan] = {}
+    identities: dict[tuple, str | None] = {}
     try:
         for task in tasks:
             name = task.data.spec.name
             pair = task_models[name]
             if _kind(task) == "generative":
                 items: list[Planned] = task.plan(pair, seed)
-                cached_of = _cached_counter(task, pair, seed, responses)
             else:
                 texts = list(dict.fromkeys(task.texts()))
                 tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in texts)
                 items = [Planned(pair[role], role, _embedding_requests(pair[role], len(texts)), tokens, 0)
                          for role in pair]
-                cached_of = None
             for item in items:
-                plan = plans.setdefault(item.spec.key, ModelPlan(item.spec.spec, item.spec.provider))
+                spec = item.spec
+                plan = plans.setdefault(spec.key, ModelPlan(spec.spec, spec.provider))
                 plan.requests += item.requests
                 plan.prompt_tokens += item.prompt_tokens
                 plan.completion_tokens += item.completion_tokens
                 plan.tasks.append(f"{name} ({item.role})")
-                hits = cached_of(item) if cached_of else None
-                plan.cached = None if hits is None or plan.cached is None else plan.cached + hits
-                price = _pricing(item.spec) if item.spec.provider == "openai" else None
-                if item.spec.provider != "openai":
-                    price_cost = 0.0
-                elif price is None:
-                    price_cost = None
+                if spec.key not in identities:
+                    identities[spec.key] = _identity(spec, cache_dir) if responses else None
+                if item.chat_requests is None and item.logprob_texts is None and item.role != "judge":
+                    hits: int | None = 0 if responses is None else None  # embeddings: not response-cached
                 else:
-                    price_cost = price.cost(item.prompt_tokens, item.completion_tokens)
-                plan.cost_usd = None if price_cost is None or plan.cost_usd is None else plan.cost_usd + price_cost
+                    hits = _cached(item, identities[spec.key], responses)
+                plan.cached = None if hits is None or plan.cached is None else plan.cached + hits
+                cost = _cost(item, hits)
+                plan.cost_usd = None if cost is None or plan.cost_usd is None else plan.cost_usd + cost
     finally:
         if responses:
             responses.close()
     return list(plans.values())
+
+
+def _identity(spec: ModelSpec, cache_dir: Path | None) -> str | None:
+    """The response-cache identity of a model, known without loading it (None: not knowable)."""
+    if spec.provider == "openai":
+        from gate.providers.openai_compat import identity
+
+        return identity(spec)
+    if spec.provider == "transformers":
+        from gate.providers.transformers_lm import static_identity
+
+        return static_identity(spec, cache_dir)
+    return None
+
+
+def _cached(item: Planned, identity: str | None, responses: ResponseCache | None) -> int | None:
+    """How many of the item's requests the response cache already answers (None: cannot tell)."""
+    if responses is None:
+        return 0  # no response cache: nothing is cached
+    if identity is None:
+        return None
+    if item.chat_requests is not None:
+        return sum(1 for r in item.chat_requests if responses.get(r.key(identity)) is not None)
+    if item.logprob_texts is not None:
+        return sum(1 for t in item.logprob_texts
+                   if responses.get(ResponseCache.key("prompt_logprobs", identity, t)) is not None)
+    return None
+
+
+def _cost(item: Planned, cached: int | None) -> float | None:
+    """Estimated dollars for what would actually be sent (cached requests cost nothing)."""
+    if item.spec.provider != "openai":
+        return 0.0  # local models have no per-token price
+    price = _pricing(item.spec)
+    if price is None:
+        return None
+    share = 1.0 if not cached or not item.requests else (item.requests - cached) / item.requests
+    return price.cost(item.prompt_tokens, item.completion_tokens) * share
 
 
 def _embedding_requests(spec: ModelSpec, texts: int) -> int:
@@ -88,23 +125,6 @@ def _embedding_requests(spec: ModelSpec, texts: int) -> int:
 
     batch = int(spec.option("batch_size", DEFAULT_EMBED_BATCH))
     return -(-texts // batch)
-
-
-def _cached_counter(task, pair, seed, responses):
-    """How many of a planned item's chat requests are already cached (endpoints only: their identity
-    is known without loading anything)."""
-    if responses is None or not hasattr(task, "requests"):
-        return None
-    from gate.providers.openai_compat import identity
-
-    def count(item: Planned) -> int | None:
-        if item.spec.provider != "openai" or item.role not in pair:
-            return None
-        ident = identity(item.spec)
-        reqs = task.requests(task._seed(seed))
-        return sum(1 for r in reqs if responses.get(r.key(ident)) is not None)
-
-    return count
 
 
 def format_plan(plans: list[ModelPlan]) -> str:

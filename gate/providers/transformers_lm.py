@@ -111,6 +111,32 @@ def _token_ids(value: Any) -> list[int]:
     return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
 
 
+def identity_of(fingerprint: str, system_prompt: str | None, dtype: str = "float32") -> str:
+    """The fingerprint of the model folder (for ``smollm2``: of the converted folder) plus a hash of what
+    else changes the answers (``system_prompt``, a non-default ``dtype``), so the response cache never
+    serves an answer given under another prompt."""
+    settings = {k: v for k, v in (("system_prompt", system_prompt), ("dtype", dtype))
+                if v is not None and not (k == "dtype" and v == "float32")}
+    if not settings:
+        return fingerprint
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return f"{fingerprint}+settings:{digest}"
+
+
+def static_identity(spec: ModelSpec, cache_dir: Path | None) -> str | None:
+    """The identity :meth:`TransformersGenerator.identity` will have, without loading anything
+    (None when the folder is not there yet, e.g. SmolLM2 not converted)."""
+    from gate.providers.smollm2 import FOLDER_NAME, default_cache_dir
+
+    if spec.model == SMOLLM2:
+        path = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "models" / FOLDER_NAME
+    else:
+        path = spec.resolve_path()
+    if not (path / "config.json").is_file():
+        return None
+    return identity_of(fingerprint_dir(path), spec.option("system_prompt"), spec.option("dtype", "float32"))
+
+
 class TransformersGenerator:
     """A loaded causal LM. Requests run one at a time in a worker thread (``max_concurrency = 1``)."""
 
@@ -173,17 +199,10 @@ class TransformersGenerator:
                    pricing=pricing(spec), dtype=spec.option("dtype", "float32"))
 
     def identity(self) -> str:
-        """The fingerprint of the model folder (for ``smollm2``: of the converted folder), computed once,
-        plus a hash of what else changes the answers (``system_prompt``, a non-default ``dtype``), so
-        the response cache never serves an answer given under another prompt."""
+        """See :func:`identity_of`; the folder is hashed once."""
         if self._fingerprint is None:
             self._fingerprint = fingerprint_dir(self.path)
-        settings = {k: v for k, v in (("system_prompt", self.system_prompt), ("dtype", self.dtype))
-                    if v is not None and not (k == "dtype" and v == "float32")}
-        if not settings:
-            return self._fingerprint
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
-        return f"{self._fingerprint}+settings:{digest}"
+        return identity_of(self._fingerprint, self.system_prompt, self.dtype)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         """One completion. Greedy at temperature 0; else sampling seeded by ``request.seed`` (None: seed 0).

@@ -51,11 +51,16 @@ class Planned:
     requests: int
     prompt_tokens: int
     completion_tokens: int
+    #: the exact requests when known in advance (not a judge's: they depend on the answers), so the
+    #: dry run can tell which are already in the response cache
+    chat_requests: Sequence[ChatRequest] | None = None
+    logprob_texts: Sequence[str] | None = None
 
     @classmethod
     def chats(cls, spec: ModelSpec, role: str, requests: Sequence[ChatRequest]) -> "Planned":
         chars = sum(r.prompt_chars() for r in requests)
-        return cls(spec, role, len(requests), -(-chars // CHARS_PER_TOKEN), sum(r.max_tokens for r in requests))
+        return cls(spec, role, len(requests), -(-chars // CHARS_PER_TOKEN), sum(r.max_tokens for r in requests),
+                   chat_requests=requests)
 
 
 @dataclass

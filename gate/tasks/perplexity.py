@@ -52,7 +52,7 @@ class PerplexityTask:
 
     def plan(self, pair: dict[str, ModelSpec], seed: int | None) -> list[Planned]:
         tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in self.texts)
-        return [Planned(pair[role], role, len(self.texts), tokens, 0) for role in ROLES]
+        return [Planned(pair[role], role, len(self.texts), tokens, 0, logprob_texts=self.texts) for role in ROLES]
 
     async def run(self, ctx: GenContext, pair: dict[str, ModelSpec]) -> Outcome:
         out = Outcome(scores={})

@@ -715,6 +715,24 @@ def test_dry_run_with_a_cache_counts_cached_requests(server, qa_cases, tmp_path)
     assert server.count() == 24
 
 
+def test_dry_run_with_a_cache_counts_cached_logprobs_and_pairwise_answers(server, tmp_path):
+    """Perplexity texts and pairwise answers are known in advance, so a warm cache shows them as cached;
+    the judge's requests depend on the answers, so they stay unknown ("-")."""
+    write_jsonl(tmp_path / "ppl.jsonl", [{"text": t} for t in sentences(3)])
+    write_jsonl(tmp_path / "pairs.jsonl", [{"id": f"p{i}", "prompt": s} for i, s in enumerate(sentences(2))])
+    server.answer("A", model=JUDGE)
+    tasks = [{"name": "ppl", "type": "perplexity", "data": "ppl.jsonl"},
+             {"name": "prefs", "type": "pairwise", "cases": "pairs.jsonl", "judge": model(server, JUDGE)}]
+    suite = write_suite(tmp_path / "suite.yaml", model(server, BASE), model(server, CAND), tasks)
+    cache = tmp_path / "cache"
+    assert invoke("run", suite, "--cache", cache, "--out", tmp_path / "out", "-q").exit_code == 0
+    sent = server.count()
+    rows = _plan_rows(invoke("run", suite, "--dry-run", "--cache", cache).output)
+    assert {spec: (n, cached) for spec, (n, cached, _) in rows.items()} == {
+        f"openai:{BASE}": (3 + 2, "5"), f"openai:{CAND}": (3 + 2, "5"), f"openai:{JUDGE}": (2 * 2, "-")}
+    assert server.count() == sent  # the dry run sent nothing
+
+
 # --- the go/no-go checklist on a generated results file ---------------------------------------
 
 

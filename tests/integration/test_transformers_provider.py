@@ -250,6 +250,20 @@ def test_identity_is_the_folder_fingerprint_and_follows_the_weights(tiny_lm, tin
     assert load(changed).identity() != tiny.identity()
 
 
+def test_identity_covers_the_system_prompt_and_is_known_without_loading(tiny_lm, tiny):
+    """The response cache keys on the identity: another system prompt or dtype must not reuse answers,
+    and the dry run must know the identity without loading the weights."""
+    from gate.providers.transformers_lm import static_identity
+
+    prompted = load(tiny_lm, system_prompt="Answer in JSON.")
+    assert prompted.identity() != tiny.identity()
+    assert prompted.identity().startswith(tiny.identity())
+    assert load(tiny_lm, system_prompt="Be brief.").identity() != prompted.identity()
+    assert static_identity(spec_for(tiny_lm, system_prompt="Answer in JSON."), None) == prompted.identity()
+    assert static_identity(spec_for(tiny_lm), None) == tiny.identity()
+    assert static_identity(spec_for(tiny_lm / "absent"), None) is None
+
+
 def test_spec_pricing_and_concurrency(tiny_lm, tiny):
     assert tiny.spec == f"transformers:{tiny_lm}"
     assert tiny.pricing is None
