@@ -49,4 +49,4 @@ lint: $(BIN)/.gate-test-installed
 	$(BIN)/actionlint -color=false .github/workflows/*.yml examples/workflows/*.yml
 
 clean:
-	rm -rf $(VENV) gate-out .gate-cache .pytest_cache *.egg-info
+	rm -rf $(VENV) gate-out gate-out-generative .gate-cache .pytest_cache *.egg-info

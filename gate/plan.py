@@ -10,7 +10,7 @@ so whether they are cached cannot be told in advance ("-").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gate.cache import ResponseCache
@@ -28,6 +28,7 @@ class ModelPlan:
     completion_tokens: int = 0
     cost_usd: float | None = 0.0
     tasks: list[str] = field(default_factory=list)
+    roles: set[str] = field(default_factory=set)
 
 
 def _pricing(spec: ModelSpec):
@@ -65,6 +66,7 @@ def plan_suite(suite: Suite, overrides: dict[str, ModelSpec] | None, seed: int |
                 plan.prompt_tokens += item.prompt_tokens
                 plan.completion_tokens += item.completion_tokens
                 plan.tasks.append(f"{name} ({item.role})")
+                plan.roles.add(item.role)
                 if spec.key not in identities:
                     identities[spec.key] = _identity(spec, cache_dir) if responses else None
                 if item.chat_requests is None and item.logprob_texts is None and item.role != "judge":
@@ -132,7 +134,10 @@ def format_plan(plans: list[ModelPlan]) -> str:
     header = f"{'model':<48} {'requests':>9} {'cached':>7} {'~prompt tok':>12} {'≤compl. tok':>12} {'~cost USD':>10}"
     lines += [header, "-" * len(header)]
     total: float | None = 0.0
+    names = [p.spec for p in plans]
     for p in plans:
+        if names.count(p.spec) > 1:  # same model id, other options (e.g. a system prompt): say which role
+            p = replace(p, spec=f"{p.spec} ({'/'.join(sorted(p.roles))})")
         cost = "unknown" if p.cost_usd is None else f"{p.cost_usd:.4f}"
         cached = "-" if p.cached is None else str(p.cached)
         spec = p.spec if len(p.spec) <= 48 else p.spec[:45] + "..."

@@ -233,7 +233,8 @@ class _GenRuntime:
     async def chat(self, spec: ModelSpec, requests: Sequence[ChatRequest], *, concurrency: int, label: str,
                    usage_key: str) -> list[ChatResponse]:
         model = self._get(spec)
-        self.log(f"{label}: {len(requests)} requests to {spec.spec} (at most {concurrency} at once)")
+        limit = min(concurrency, model.max_concurrency or concurrency)
+        self.log(f"{label}: {len(requests)} requests to {spec.spec} (at most {limit} at once)")
         try:
             out, usage = await self.dispatcher.chat(model, requests, concurrency=concurrency, label=label)
         except EvaluationError as exc:
@@ -255,10 +256,7 @@ class _GenRuntime:
         return out
 
     def pricing(self, spec: ModelSpec) -> Pricing | None:
-        model = self._get(spec)
-        if model.pricing is None and spec.provider == "transformers":
-            return Pricing(0.0, 0.0)  # a local model has no per-token price
-        return model.pricing
+        return self._get(spec).pricing
 
     def identity(self, spec: ModelSpec) -> str | None:
         return self.identities.get(spec.key)

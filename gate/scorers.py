@@ -305,7 +305,8 @@ def score_tool_call(case: Case, response: ChatResponse) -> Values:
     """Did the model call the expected tool with the expected arguments (or, for null, call none)?
 
     ``args_accuracy`` = expected keys with an equal value / keys in expected ∪ actual arguments,
-    so invented arguments lower it; NaN when no arguments are expected nor given.
+    so invented arguments lower it; NaN when no arguments are expected nor given, and when none are
+    expected and the call is wrong or missing (``tool_call`` already counts that miss).
     """
     if not case.expects_tool_call:
         return {"tool_call": NAN, "tool_name_accuracy": NAN, "args_accuracy": NAN}
@@ -315,7 +316,9 @@ def score_tool_call(case: Case, response: ChatResponse) -> Values:
         ok = float(call is None)
         return {"tool_call": ok, "tool_name_accuracy": ok, "args_accuracy": NAN}
     if call is None or call[0] != expected["name"]:
-        return {"tool_call": 0.0, "tool_name_accuracy": 0.0, "args_accuracy": 0.0}
+        # no arguments expected: nothing to be accurate about (0 would drag the mean for no reason)
+        return {"tool_call": 0.0, "tool_name_accuracy": 0.0,
+                "args_accuracy": 0.0 if expected["arguments"] else NAN}
     want, got = expected["arguments"], call[1]
     keys = want.keys() | got.keys()
     right = sum(1 for k in want if k in got and same_json(want[k], got[k]))

@@ -137,9 +137,13 @@ def _check_one(rule: Rule, metric_id: str, m: Mapping[str, Any]) -> tuple[str, f
             f"{metric_id}: candidate / baseline = {observed:.4g}, required ≤ {rule.limit:g}")
     improvement = (cand - base) if hib else (base - cand)
     if rule.relative:
-        if base == 0:
-            return "error", None, f"{metric_id}: the baseline is 0, so a relative change is undefined"
-        improvement /= abs(base)
+        if base == 0 and improvement != 0:
+            # From 0 any change is an unbounded relative change: better passes, worse fails, whatever the limit.
+            ok = improvement > 0
+            word = "improved" if ok else "worsened"
+            return ("pass" if ok else "fail"), None, (
+                f"{metric_id} {word} from a baseline of 0 to {cand:.4g}: an unbounded relative change")
+        improvement = improvement / abs(base) if base else 0.0
     shown = _pct if rule.relative else (lambda x: f"{x:+.4g}")
     if rule.condition == "min_delta":
         ok = improvement >= rule.limit - TOLERANCE

@@ -196,7 +196,7 @@ class TransformersGenerator:
         except Exception as exc:  # any failure inside the libraries is a model that will not load
             raise ModelLoadError(f"cannot load model {spec.spec} from {path}: {type(exc).__name__}: {exc}") from exc
         return cls(spec.spec, path, model, tokenizer, system_prompt=spec.option("system_prompt"),
-                   pricing=pricing(spec), dtype=spec.option("dtype", "float32"))
+                   pricing=pricing(spec) or Pricing(0.0, 0.0), dtype=spec.option("dtype", "float32"))
 
     def identity(self) -> str:
         """See :func:`identity_of`; the folder is hashed once."""

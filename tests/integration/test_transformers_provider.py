@@ -266,7 +266,7 @@ def test_identity_covers_the_system_prompt_and_is_known_without_loading(tiny_lm,
 
 def test_spec_pricing_and_concurrency(tiny_lm, tiny):
     assert tiny.spec == f"transformers:{tiny_lm}"
-    assert tiny.pricing is None
+    assert tiny.pricing == Pricing(0.0, 0.0)  # a local model has no per-token price unless declared
     assert tiny.max_concurrency == 1
     priced = load(tiny_lm, pricing={"input_per_mtok": 0.1, "output_per_mtok": 0.4})
     assert priced.pricing == Pricing(0.1, 0.4)

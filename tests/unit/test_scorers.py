@@ -383,6 +383,10 @@ def test_tool_call_without_arguments():
     assert math.isnan(out.pop("args_accuracy")) and out == {"tool_call": 1.0, "tool_name_accuracy": 1.0}
     out = tc({"name": "get_time", "arguments": {}}, resp(calls=[ToolCall("get_time", {"tz": "UTC"})]))
     assert out == {"tool_call": 0.0, "tool_name_accuracy": 1.0, "args_accuracy": 0.0}
+    # a wrong or missing call when no arguments are expected: the miss is tool_call's, not args_accuracy's
+    for wrong in (resp("no call"), resp(calls=[ToolCall("get_weather", {"city": "Oslo"})])):
+        out = tc({"name": "get_time", "arguments": {}}, wrong)
+        assert math.isnan(out.pop("args_accuracy")) and out == {"tool_call": 0.0, "tool_name_accuracy": 0.0}
 
 
 def test_tool_call_unparsable_arguments_count_as_none():

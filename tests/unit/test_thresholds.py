@@ -305,10 +305,22 @@ def test_bool_value_is_not_a_number():
 
 
 @pytest.mark.parametrize("condition", ["min_delta", "max_drop"])
-def test_relative_with_zero_baseline_is_error(condition):
-    r = run_one(Rule(condition, 0.05, metric="t/m", relative=True), "t/m", metric(0.5, 0.0))
-    assert r.status == "error"
-    assert r.observed is None
+@pytest.mark.parametrize("candidate, higher_is_better, expected", [
+    (0.5, True, "pass"),     # from 0 to 0.5 (e.g. an adversarial pass rate): an unbounded improvement
+    (0.5, False, "fail"),    # a lower-is-better metric rising from 0: an unbounded regression
+    (-0.5, True, "fail"),
+])
+def test_relative_change_from_a_zero_baseline_is_unbounded(condition, candidate, higher_is_better, expected):
+    r = run_one(Rule(condition, 0.05, metric="t/m", relative=True), "t/m",
+                metric(candidate, 0.0, higher_is_better))
+    assert r.status == expected
+    assert r.observed is None  # +-infinity is not a number results.json can hold
+    assert "baseline of 0" in r.message
+
+
+@pytest.mark.parametrize("condition, expected", [("min_delta", "fail"), ("max_drop", "pass")])
+def test_relative_with_zero_baseline_and_no_change(condition, expected):
+    assert status_of(condition, 0.05, metric(0.0, 0.0), relative=True) == expected
 
 
 @pytest.mark.parametrize("condition", ["min_delta", "max_drop"])
