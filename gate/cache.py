@@ -140,7 +140,10 @@ CREATE TABLE IF NOT EXISTS responses (
     @staticmethod
     def key(kind: str, identity: str, text: str) -> str:
         """A key for requests that are not chat completions (e.g. prompt log-probabilities)."""
-        return hashlib.sha256(json.dumps([kind, identity, text], ensure_ascii=False).encode("utf-8")).hexdigest()
+        from gate.llm import CACHE_FORMAT
+
+        payload = json.dumps([CACHE_FORMAT, kind, identity, text], ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def get(self, key: str) -> dict | None:
         row = self._db.execute("SELECT value, checksum FROM responses WHERE key = ?", (key,)).fetchone()

@@ -169,9 +169,14 @@ def _messages(record: dict, system: str | None, path: Path, loc: str) -> tuple[d
                 if m.get("content") is not None and not isinstance(m["content"], str):
                     raise BadInput(f"field {here + '.content'!r}: expected a string or null, "
                                    f"got {_type_name(m['content'])}", path, loc)
+                for j, call in enumerate(calls):
+                    _check_history_call(call, f"{here}.tool_calls[{j}]", path, loc)
             elif not isinstance(m.get("content"), str):
                 got = "nothing" if "content" not in m else _type_name(m["content"])
                 raise BadInput(f"field {here + '.content'!r}: expected a string, got {got}", path, loc)
+            if m["role"] == "tool" and not (isinstance(m.get("tool_call_id"), str) and m["tool_call_id"]):
+                raise BadInput(f"field {here + '.tool_call_id'!r}: expected the id of the assistant's tool call "
+                               "this message answers (a tool message without it is refused by the API)", path, loc)
             messages.append(dict(m))
         if messages[-1]["role"] not in ("user", "tool"):
             raise BadInput(f"field 'messages': the last message must have role 'user' or 'tool', "
@@ -179,6 +184,22 @@ def _messages(record: dict, system: str | None, path: Path, loc: str) -> tuple[d
     if system is not None and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system})
     return tuple(messages)
+
+
+def _check_history_call(call: dict, here: str, path: Path, loc: str) -> None:
+    """An earlier assistant tool call, in the shape the chat API requires (else it answers 400 after
+    the other requests were paid for)."""
+    function = call.get("function")
+    problems = []
+    if not (isinstance(call.get("id"), str) and call["id"]):
+        problems.append("'id' (a non-empty string)")
+    if call.get("type") != "function":
+        problems.append("'type': 'function'")
+    if not (isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"]
+            and isinstance(function.get("arguments"), str)):
+        problems.append("'function' with a string 'name' and 'arguments' (a JSON string)")
+    if problems:
+        raise BadInput(f"field {here!r}: expected {', '.join(problems)}", path, loc)
 
 
 def _expected_tool_call(value: Any, tools: tuple[dict, ...] | None, path: Path, loc: str) -> dict | None:
@@ -199,6 +220,14 @@ def _expected_tool_call(value: Any, tools: tuple[dict, ...] | None, path: Path, 
         if name not in names:
             raise BadInput(f"field 'expected_tool_call.name': {name!r} is not one of the tools "
                            f"({', '.join(map(repr, names))})", path, loc)
+        parameters = tools[names.index(name)]["function"].get("parameters")
+        if parameters is not None:
+            # A typo in an expected argument would make every model fail the case: the regression hides.
+            error = next(iter(schema_validator_class(parameters)(parameters).iter_errors(arguments)), None)
+            if error is not None:
+                at = "/".join(str(p) for p in error.absolute_path)
+                raise BadInput(f"field 'expected_tool_call.arguments{('.' + at) if at else ''}': does not match "
+                               f"the parameters of tool {name!r}: {error.message[:200]}", path, loc)
     return {"name": name, "arguments": arguments}
 
 

@@ -130,7 +130,8 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
     Example:
       gate run examples/demo/suite.yaml \\
           --candidate sentence-transformers:./models/ft-v2 \\
-          --thresholds thresholds.example.json --out gate-out
+          --thresholds examples/demo/thresholds.json --out gate-out
+      gate run examples/tool-calling/suite.yaml --thresholds thresholds.example.json --dry-run
     """
     from gate.suite import load_suite, parse_model_spec
 

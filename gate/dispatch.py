@@ -60,6 +60,16 @@ class Usage:
         return asdict(self)
 
 
+def _from_cache(parse: Callable[[dict], T], hit: dict | None) -> T | None:
+    """A cached entry, or None when there is none or it does not parse (then it is simply asked again)."""
+    if hit is None:
+        return None
+    try:
+        return parse(hit)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class Failed(Exception):
     """One request that did not succeed within the policy (the message says why)."""
 
@@ -151,8 +161,9 @@ class Dispatcher:
         todo: list[int] = []
         for i, req in enumerate(requests):
             hit = self.cache.get(req.key(identity)) if self.cache else None
-            if hit is not None:
-                results[i] = ChatResponse.from_json(hit)
+            response = _from_cache(ChatResponse.from_json, hit)
+            if response is not None:
+                results[i] = response
                 usage.cache_hits += 1
             else:
                 todo.append(i)
@@ -161,19 +172,17 @@ class Dispatcher:
         limit = max(1, min(concurrency, model.max_concurrency or concurrency))
         errors = await self._run(model, todo, limit, label, usage, lambda i: model.chat(requests[i]),
                                  lambda i, resp: self._store_chat(identity, requests[i], resp, results, i, usage))
-        self._raise(model, errors, len(requests), label, usage)
-        if model.pricing is None:
-            usage.spent_usd = None
-        else:
-            fresh = [results[i] for i in todo]
-            usage.spent_usd = sum(model.pricing.cost(r.prompt_tokens, r.completion_tokens) for r in fresh if r)
+        fresh = [results[i] for i in todo if results[i] is not None]
+        usage.spent_usd = None if model.pricing is None else sum(
+            model.pricing.cost(r.prompt_tokens, r.completion_tokens) for r in fresh)
+        self._raise(model, errors, len(requests), label, usage)  # after the spend is known: it is reported
         return [r for r in results if r is not None], usage
 
     def _store_chat(self, identity: str, req: ChatRequest, resp: ChatResponse, results: list, i: int,
                     usage: Usage) -> None:
         usage.requests += 1
-        usage.prompt_tokens += resp.prompt_tokens
-        usage.completion_tokens += resp.completion_tokens
+        usage.prompt_tokens += resp.prompt_tokens or 0
+        usage.completion_tokens += resp.completion_tokens or 0
         results[i] = resp
         if self.cache:
             self.cache.put(req.key(identity), resp.to_json())
@@ -187,8 +196,9 @@ class Dispatcher:
         todo = []
         for i, key in enumerate(keys):
             hit = self.cache.get(key) if self.cache else None
-            if hit is not None:
-                results[i] = PromptLogprobs.from_json(hit)
+            value = _from_cache(PromptLogprobs.from_json, hit)
+            if value is not None:
+                results[i] = value
                 usage.cache_hits += 1
             else:
                 todo.append(i)
@@ -202,8 +212,8 @@ class Dispatcher:
 
         limit = max(1, min(concurrency, model.max_concurrency or concurrency))
         errors = await self._run(model, todo, limit, label, usage, lambda i: model.prompt_logprobs(texts[i]), store)
-        self._raise(model, errors, len(texts), label, usage)
         usage.spent_usd = None if model.pricing is None else model.pricing.cost(usage.prompt_tokens, 0)
+        self._raise(model, errors, len(texts), label, usage)
         return [r for r in results if r is not None], usage
 
     async def _run(self, model: Generator, todo: list[int], limit: int, label: str, usage: Usage,

@@ -15,6 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 
+#: bumped when what a cached response holds changes; older entries are then simply not found
+CACHE_FORMAT = 1
+
+
 @dataclass(frozen=True)
 class Pricing:
     """US dollars per million tokens, as the suite declares them (gate ships no price list)."""
@@ -22,7 +26,10 @@ class Pricing:
     input_per_mtok: float
     output_per_mtok: float
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+    def cost(self, prompt_tokens: int | None, completion_tokens: int | None) -> float:
+        """Dollars for the tokens; NaN when the server did not report them (never a free guess)."""
+        if prompt_tokens is None or completion_tokens is None:
+            return float("nan")
         return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
 
 
@@ -56,7 +63,7 @@ class ChatRequest:
         }
 
     def key(self, model_identity: str) -> str:
-        text = json.dumps({"model": model_identity, "request": self.payload()}, sort_keys=True,
+        text = json.dumps({"v": CACHE_FORMAT, "model": model_identity, "request": self.payload()}, sort_keys=True,
                           ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -79,8 +86,9 @@ class ChatResponse:
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
     latency_ms: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    #: as the server reported them; None when it did not (cost is then unknown, not zero)
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
     cached: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -91,9 +99,10 @@ class ChatResponse:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ChatResponse":
         calls = [ToolCall(c["name"], c["arguments"]) for c in data.get("tool_calls", [])]
+        tokens = [None if data[k] is None else int(data[k]) for k in ("prompt_tokens", "completion_tokens")]
         return cls(text=data["text"], tool_calls=calls, finish_reason=data.get("finish_reason"),
-                   latency_ms=float(data["latency_ms"]), prompt_tokens=int(data["prompt_tokens"]),
-                   completion_tokens=int(data["completion_tokens"]), cached=True)
+                   latency_ms=float(data["latency_ms"]), prompt_tokens=tokens[0], completion_tokens=tokens[1],
+                   cached=True)
 
 
 @dataclass(frozen=True)

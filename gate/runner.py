@@ -211,6 +211,13 @@ class _GenRuntime:
     def _get(self, spec: ModelSpec) -> Generator:
         if spec.key not in self.loaded:
             self.log(f"model {spec.spec}: loading")
+            if self.dispatcher.cache is not None and spec.provider == "openai" and not spec.option("revision"):
+                from gate.providers.openai_compat import is_self_hosted
+
+                if is_self_hosted(spec):
+                    self.log(f"warning: responses of {spec.spec} are cached by model id and URL only; if this "
+                             "server serves new weights under the same name, set the model's 'revision' "
+                             "(e.g. the commit) or answers from the old weights will be reused")
             try:
                 model = self.loader(spec, self.model_cache_dir)
                 self.identities[spec.key] = model.identity()

@@ -224,6 +224,19 @@ def _loads(text: str) -> tuple[bool, Any]:
         return False, None
 
 
+def strict_json(text: str) -> tuple[bool, Any]:
+    """The answer as JSON only if that is all it is: the whole (stripped) answer, or one markdown code
+    fence around it. What a consumer's ``json.loads(answer)`` (after unfencing) would accept."""
+    s = (text or "").strip()
+    if not s:
+        return False, None
+    found, value = _loads(s)
+    if found:
+        return found, value
+    fence = _FENCE.match(s)
+    return _loads(fence.group(1).strip()) if fence else (False, None)
+
+
 def extract_json(text: str) -> tuple[bool, Any]:
     """The JSON value an answer holds, as ``(found, value)``.
 
@@ -260,9 +273,11 @@ def _validator(schema_json: str):
 
 
 def score_json_schema(case: Case, response: ChatResponse) -> Values:
-    """``json_valid``: the answer holds JSON (see :func:`extract_json`); ``schema_compliance``: and that
-    JSON is valid against the case's schema (its ``$schema`` draft, default 2020-12; formats not checked)."""
-    found, value = extract_json(_answer(response))
+    """``json_valid``: the answer is JSON and nothing else (see :func:`strict_json`: prose around it, or a
+    second value after it, is not valid — a consumer parsing the answer would fail); ``schema_compliance``:
+    and that JSON is valid against the case's schema (its ``$schema`` draft, default 2020-12; formats not
+    checked)."""
+    found, value = strict_json(_answer(response))
     if case.schema is None:
         return {"json_valid": float(found), "schema_compliance": NAN}
     valid = found and _validator(json.dumps(case.schema, sort_keys=True)).is_valid(value)
@@ -286,43 +301,50 @@ def same_json(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def model_call(response: ChatResponse) -> tuple[str, dict] | None:
-    """``(name, arguments)`` of the call the model made: its first native tool call, else a JSON object
-    ``{"name": str, "arguments" | "parameters": {...}}`` written in the answer text (how local models
-    without a tool-call format answer). Arguments that are not an object (e.g. unparsable text) are ``{}``."""
+_UNPARSABLE = object()  # arguments that are not a JSON object: never equal to any expected arguments
+
+
+def model_calls(case: Case, response: ChatResponse) -> list[tuple[str, Any]]:
+    """Every call the model made as ``(name, arguments)``: its native tool calls, else a JSON object
+    written in the answer text (how local models without a tool-call format answer) that has a string
+    ``"name"`` and an ``"arguments"``/``"parameters"`` key, or whose name is one of the case's tools.
+    Arguments that are not a JSON object come back as an unparsable marker, which matches nothing."""
     if response.tool_calls:
-        call = response.tool_calls[0]
-        return call.name, call.arguments if isinstance(call.arguments, dict) else {}
+        return [(c.name, c.arguments if isinstance(c.arguments, dict) else _UNPARSABLE) for c in response.tool_calls]
     found, value = extract_json(_answer(response))
-    if found and isinstance(value, dict) and isinstance(value.get("name"), str):
-        for key in ("arguments", "parameters"):
-            if isinstance(value.get(key), dict):
-                return value["name"], value[key]
-    return None
+    if not (found and isinstance(value, dict) and isinstance(value.get("name"), str)):
+        return []
+    tools = {t.get("function", {}).get("name") for t in case.tools or ()}
+    for key in ("arguments", "parameters"):
+        if key in value:
+            return [(value["name"], value[key] if isinstance(value[key], dict) else _UNPARSABLE)]
+    return [(value["name"], {})] if value["name"] in tools else []
 
 
 def score_tool_call(case: Case, response: ChatResponse) -> Values:
-    """Did the model call the expected tool with the expected arguments (or, for null, call none)?
+    """Did the model make exactly the expected call (or, for null, no call at all)?
 
-    ``args_accuracy`` = expected keys with an equal value / keys in expected ∪ actual arguments,
-    so invented arguments lower it; NaN when no arguments are expected nor given, and when none are
-    expected and the call is wrong or missing (``tool_call`` already counts that miss).
+    ``tool_call`` is 1 only for one call with the expected name and JSON-equal arguments: an extra call,
+    or arguments that do not parse, fail it. ``args_accuracy`` = expected keys with an equal value / keys
+    in expected ∪ actual arguments, so invented arguments lower it; NaN when no arguments are expected
+    (nor given, or the call is wrong: ``tool_call`` already counts that miss).
     """
     if not case.expects_tool_call:
         return {"tool_call": NAN, "tool_name_accuracy": NAN, "args_accuracy": NAN}
-    call = model_call(response)
+    calls = model_calls(case, response)
     expected = case.expected_tool_call
     if expected is None:
-        ok = float(call is None)
+        ok = float(not calls)
         return {"tool_call": ok, "tool_name_accuracy": ok, "args_accuracy": NAN}
-    if call is None or call[0] != expected["name"]:
-        # no arguments expected: nothing to be accurate about (0 would drag the mean for no reason)
-        return {"tool_call": 0.0, "tool_name_accuracy": 0.0,
-                "args_accuracy": 0.0 if expected["arguments"] else NAN}
-    want, got = expected["arguments"], call[1]
+    want = expected["arguments"]
+    if not calls or calls[0][0] != expected["name"]:
+        return {"tool_call": 0.0, "tool_name_accuracy": 0.0, "args_accuracy": 0.0 if want else NAN}
+    got = calls[0][1]
+    if got is _UNPARSABLE:
+        return {"tool_call": 0.0, "tool_name_accuracy": 1.0, "args_accuracy": 0.0 if want else NAN}
     keys = want.keys() | got.keys()
     right = sum(1 for k in want if k in got and same_json(want[k], got[k]))
-    return {"tool_call": float(same_json(want, got)), "tool_name_accuracy": 1.0,
+    return {"tool_call": float(len(calls) == 1 and same_json(want, got)), "tool_name_accuracy": 1.0,
             "args_accuracy": right / len(keys) if keys else NAN}
 
 

@@ -8,7 +8,8 @@ on ``insufficient_quota`` (a 429 the SDK would keep retrying), honour
 ``Retry-After`` and count every attempt once. This module only *classifies*
 each SDK failure into the exceptions of :mod:`gate.llm`.
 
-Model options (suite file): ``base_url``, ``api_key_env``, ``timeout`` (seconds per
+Model options (suite file): ``base_url``, ``api_key_env``, ``revision`` (what the weights
+behind the model id are, for the response cache), ``timeout`` (seconds per
 request, default 60), ``max_retries`` (default 4), ``concurrency`` (a cap on
 requests in flight to this endpoint), ``pricing`` (``{input_per_mtok,
 output_per_mtok}`` in US dollars), ``batch_size`` (texts per embeddings request,
@@ -21,6 +22,7 @@ import asyncio
 import email.utils
 import hashlib
 import json
+import math
 import os
 import time
 from typing import Any, Sequence
@@ -69,8 +71,16 @@ def base_url(spec: ModelSpec) -> str:
 
 
 def identity(spec: ModelSpec) -> str:
-    """What the response cache keys on: an endpoint's model id is all we can know of its weights."""
-    return f"openai|{base_url(spec)}|{spec.model}"
+    """What the response cache keys on: an endpoint's model id is all we can know of its weights, so a
+    server that serves new weights under an old name needs ``revision`` (e.g. the commit or checkpoint)."""
+    revision = spec.option("revision")
+    return f"openai|{base_url(spec)}|{spec.model}" + (f"|{revision}" if revision else "")
+
+
+def is_self_hosted(spec: ModelSpec) -> bool:
+    """A server on this machine (vLLM, Ollama...) often serves each build's weights under a fixed name."""
+    host = (urlparse(base_url(spec)).hostname or "").lower()
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or host.endswith(".local")
 
 
 def pricing(spec: ModelSpec) -> Pricing | None:
@@ -113,7 +123,8 @@ def classify(exc: BaseException, spec: str) -> Exception:
     if isinstance(exc, openai.APIStatusError):
         status, code = exc.status_code, getattr(exc, "code", None)
         detail = f"HTTP {status}" + (f" {code}" if code else "") + f": {exc.message}"
-        if status == 429 and code == "insufficient_quota":
+        kind = getattr(exc, "type", None)
+        if status == 429 and "insufficient_quota" in (code, kind) or "insufficient_quota" in str(exc.body):
             return FatalError(f"{detail} (no quota left: add credit or use another key)")
         if status in (401, 403):
             return FatalError(f"{detail} (check the API key in the variable named by api_key_env)")
@@ -185,10 +196,10 @@ class OpenAIGenerator(_Endpoint):
             message = choice.message
             calls = [ToolCall(tc.function.name, _parse_arguments(tc.function.arguments))
                      for tc in (message.tool_calls or []) if getattr(tc, "function", None) is not None]
-            usage = completion.usage
+            usage = completion.usage  # a server that reports none leaves tokens (and cost) unknown, not 0
             return ChatResponse(text=message.content or "", tool_calls=calls, finish_reason=choice.finish_reason,
-                                latency_ms=latency, prompt_tokens=usage.prompt_tokens if usage else 0,
-                                completion_tokens=usage.completion_tokens if usage else 0)
+                                latency_ms=latency, prompt_tokens=usage.prompt_tokens if usage else None,
+                                completion_tokens=usage.completion_tokens if usage else None)
         except Exception as exc:  # classified: the dispatcher decides what happens next
             raise classify(exc, self._spec.model) from None
 
@@ -200,9 +211,17 @@ class OpenAIGenerator(_Endpoint):
         except Exception as exc:
             raise classify(exc, self._spec.model) from None
         values = getattr(logprobs, "token_logprobs", None) if logprobs is not None else None
-        if not values or any(v is None for v in values[1:]):  # [None] alone: a one-token text
+        tokens = getattr(logprobs, "tokens", None) if logprobs is not None else None
+        # Echoed prompt log-probabilities start with None (the first token has no prediction) and their
+        # tokens spell the prompt; anything else (a server that ignored echo and generated) is not the
+        # text's likelihood, and a made-up perplexity is worse than none.
+        if not values or values[0] is not None or any(v is None for v in values[1:]) or (
+                tokens is not None and "".join(tokens) != text):
             raise Unsupported(f"{self.spec} did not return prompt log-probabilities (/v1/completions with "
-                              "echo=true, logprobs=0); perplexity needs an endpoint that does, or a local model")
+                              "echo=true, logprobs=0, max_tokens=0); perplexity needs an endpoint that does, "
+                              "or a local model")
+        if not all(math.isfinite(float(v)) for v in values[1:]):
+            raise RequestError(f"{self.spec} returned non-finite log-probabilities for a text")
         return PromptLogprobs(tuple(float(v) for v in values[1:]))
 
     async def aclose(self) -> None:

@@ -121,12 +121,17 @@ def usage_metrics() -> list[MetricDef]:
     ]
 
 
+def _count(tokens: int | None) -> float:
+    return float("nan") if tokens is None else float(tokens)
+
+
 def usage_arrays(responses: list[list[ChatResponse]], pricing: Pricing | None) -> dict[str, np.ndarray]:
     """(cases, samples) arrays of latency, tokens and (with pricing) cost."""
     out = {
         "latency_ms": np.array([[r.latency_ms for r in case] for case in responses], dtype=np.float64),
-        "prompt_tokens": np.array([[r.prompt_tokens for r in case] for case in responses], dtype=np.float64),
-        "completion_tokens": np.array([[r.completion_tokens for r in case] for case in responses], dtype=np.float64),
+        "prompt_tokens": np.array([[_count(r.prompt_tokens) for r in case] for case in responses], dtype=np.float64),
+        "completion_tokens": np.array([[_count(r.completion_tokens) for r in case] for case in responses],
+                                      dtype=np.float64),
     }
     if pricing is not None:
         out["cost_usd"] = np.array([[pricing.cost(r.prompt_tokens, r.completion_tokens) for r in case]

@@ -25,9 +25,14 @@ COLUMNS = [Column("text", "text"), Column("id", "optional_text")]
 DEFAULT_CONCURRENCY = 4
 
 
+def _exp(x: float) -> float:
+    """exp that saturates to inf instead of raising (a clamped -9999 log-prob must not crash the run)."""
+    return math.exp(x) if x < 709 else float("inf")
+
+
 def perplexity(arrays: Arrays) -> float:
     tokens = float(np.sum(arrays["tokens"]))
-    return math.exp(float(np.sum(arrays["nll"])) / tokens) if tokens > 0 else float("nan")
+    return _exp(float(np.sum(arrays["nll"])) / tokens) if tokens > 0 else float("nan")
 
 
 METRICS = [MetricDef("perplexity", False, perplexity,
@@ -66,6 +71,6 @@ class PerplexityTask:
                 continue
             nll = np.array([-sum(v.logprobs) for v in values], dtype=np.float64)
             tokens = np.array([len(v.logprobs) for v in values], dtype=np.float64)
-            extras = [{"perplexity": math.exp(n / t) if t else None} for n, t in zip(nll, tokens)]
+            extras = [{"perplexity": _exp(n / t) if t else None} for n, t in zip(nll, tokens)]
             out.scores[role] = Scores({"nll": nll, "tokens": tokens}, extras)
         return out

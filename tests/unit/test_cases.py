@@ -354,3 +354,33 @@ def test_tool_call_scorer_needs_tools(tmp_path):
     assert bad(write(tmp_path, row(expected_tool_call={"name": "get_weather"})), ["tool_call"]) == (
         "<dir>/cases.jsonl:1: missing 'tools'; the scorer 'tool_call' needs it (in the row or as the task's "
         "default) when 'expected_tool_call' is not null")
+
+
+def test_tool_message_without_its_call_id_is_bad_input(tmp_path):
+    history = [{"role": "user", "content": "weather in Oslo?"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+               {"role": "tool", "content": "sunny"}]
+    msg = bad(write(tmp_path, {"id": "a", "messages": history}))
+    assert msg.startswith("<dir>/cases.jsonl:1: ") and "messages[2].tool_call_id" in msg
+
+
+@pytest.mark.parametrize("call, field", [
+    ({"type": "function", "function": {"name": "get_weather", "arguments": "{}"}}, "'id'"),
+    ({"id": "c1", "function": {"name": "get_weather", "arguments": "{}"}}, "'type'"),
+    ({"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {}}}, "'function'"),
+])
+def test_earlier_tool_calls_must_have_the_api_shape(tmp_path, call, field):
+    history = [{"role": "user", "content": "weather?"}, {"role": "assistant", "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+    msg = bad(write(tmp_path, {"id": "a", "messages": history}))
+    assert "messages[1].tool_calls[0]" in msg and field in msg
+
+
+def test_expected_arguments_must_fit_the_tool_parameters(tmp_path):
+    """A typo in an expected argument would fail every model on the case and hide a regression."""
+    path = write(tmp_path, {"id": "a", "prompt": "weather in Oslo?", "tools": [WEATHER],
+                            "expected_tool_call": {"name": "get_weather", "arguments": {"city": 3}}})
+    msg = bad(path, ["tool_call"])
+    assert msg.startswith("<dir>/cases.jsonl:1: ") and "expected_tool_call.arguments.city" in msg
+    assert "get_weather" in msg

@@ -243,9 +243,7 @@ def documents() -> list[tuple[object, bool]]:
     lambda d: f"  {d}\n",
     lambda d: f"```json\n{d}\n```",
     lambda d: f"```\n{d}\n```",
-    lambda d: f"Here is the JSON you asked for:\n{d}\nLet me know if you need more.",
-    lambda d: f"Sure!\n```json\n{d}\n```\nDone.",
-], ids=["plain", "spaces", "fenced", "fenced-no-lang", "embedded", "fence-in-prose"])
+], ids=["plain", "spaces", "fenced", "fenced-no-lang"])
 def test_json_schema_agrees_with_jsonschema(wrap):
     validator = jsonschema.Draft202012Validator(SCHEMA)
     c = case(schema=SCHEMA)
@@ -254,6 +252,19 @@ def test_json_schema_agrees_with_jsonschema(wrap):
     for value, _ in docs:
         out = S.score_json_schema(c, resp(wrap(json.dumps(value, ensure_ascii=False))))
         assert out == {"json_valid": 1.0, "schema_compliance": float(validator.is_valid(value))}
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda d: f"Here is the JSON you asked for:\n{d}\nLet me know if you need more.",
+    lambda d: f"Sure!\n```json\n{d}\n```\nDone.",
+    lambda d: f"{d} {d}",
+], ids=["embedded", "fence-in-prose", "two-values"])
+def test_json_in_prose_is_not_compliant(wrap):
+    """A consumer parsing the answer would fail on prose around the JSON: neither valid nor compliant."""
+    c = case(schema=SCHEMA)
+    for value, _ in documents()[:12]:
+        out = S.score_json_schema(c, resp(wrap(json.dumps(value, ensure_ascii=False))))
+        assert out == {"json_valid": 0.0, "schema_compliance": 0.0}
 
 
 def test_json_schema_invalid_json():
@@ -358,9 +369,17 @@ def test_tool_call_written_as_json_text():
     assert tc(OSLO, resp(text))["tool_call"] == 1.0
     text = '{"name": "get_weather", "parameters": {"city": "Oslo", "units": "metric"}}'
     assert tc(OSLO, resp(text))["tool_call"] == 1.0
-    for not_a_call in ['{"name": "get_weather"}', '{"name": 3, "arguments": {}}', '{"name": "get_weather", '
-                       '"arguments": "city=Oslo"}', '[{"name": "get_weather", "arguments": {}}]']:
+    for not_a_call in ['{"name": 3, "arguments": {}}', '[{"name": "get_weather", "arguments": {}}]',
+                       '{"name": "not_a_tool"}']:
         assert tc(OSLO, resp(not_a_call)) == {"tool_call": 0.0, "tool_name_accuracy": 0.0, "args_accuracy": 0.0}
+    # a call of a known tool without arguments, or with arguments that are not an object, is a (wrong) call
+    for wrong_args in ['{"name": "get_weather"}', '{"name": "get_weather", "arguments": "city=Oslo"}']:
+        assert tc(OSLO, resp(wrong_args)) == {"tool_call": 0.0, "tool_name_accuracy": 1.0, "args_accuracy": 0.0}
+
+
+def test_an_extra_call_fails_tool_call():
+    calls = [ToolCall("get_weather", OSLO["arguments"]), ToolCall("get_time", {})]
+    assert tc(OSLO, resp(calls=calls)) == {"tool_call": 0.0, "tool_name_accuracy": 1.0, "args_accuracy": 1.0}
 
 
 def test_native_call_wins_over_text():
@@ -376,6 +395,8 @@ def test_tool_call_expected_none():
     assert math.isnan(out.pop("args_accuracy")) and out == {"tool_call": 0.0, "tool_name_accuracy": 0.0}
     out = tc(None, resp('{"name": "get_time", "arguments": {}}'))  # a call written as text is a call too
     assert out["tool_call"] == 0.0
+    for text_call in ('{"name": "get_time"}', '{"name": "get_time", "arguments": "{}"}'):
+        assert tc(None, resp(text_call))["tool_call"] == 0.0
 
 
 def test_tool_call_without_arguments():
@@ -393,7 +414,7 @@ def test_tool_call_unparsable_arguments_count_as_none():
     out = tc(OSLO, resp(calls=[ToolCall("get_weather", '{"city": "Oslo", "units": ')]))
     assert out == {"tool_call": 0.0, "tool_name_accuracy": 1.0, "args_accuracy": 0.0}
     out = tc({"name": "get_time", "arguments": {}}, resp(calls=[ToolCall("get_time", "not json")]))
-    assert out["tool_call"] == 1.0 and math.isnan(out["args_accuracy"])
+    assert out["tool_call"] == 0.0 and math.isnan(out["args_accuracy"])  # broken arguments never pass
 
 
 def test_tool_call_not_applicable_without_the_key():
