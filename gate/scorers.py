@@ -245,17 +245,10 @@ def extract_json(text: str) -> tuple[bool, Any]:
     JSON value decodes (``raw_decode``, so trailing prose is ignored; the next ``{``/``[`` is
     tried when one does not decode, up to 64). NaN and Infinity are not JSON and never match.
     """
-    s = (text or "").strip()
-    if not s:
-        return False, None
-    found, value = _loads(s)
+    found, value = strict_json(text)
     if found:
         return found, value
-    fence = _FENCE.match(s)
-    if fence:
-        found, value = _loads(fence.group(1).strip())
-        if found:
-            return found, value
+    s = (text or "").strip()
     for n, start in enumerate(_JSON_START.finditer(s)):
         if n == _MAX_STARTS:
             break

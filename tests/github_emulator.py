@@ -35,16 +35,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+try:
+    from tests.http_stub import QuietHandler, QuietServer, Served
+except ModuleNotFoundError:  # run as `pytest`, not `python -m pytest`
+    from http_stub import QuietHandler, QuietServer, Served  # type: ignore[no-redef]
 
 __all__ = ["GitHubEmulator"]
 
@@ -166,53 +169,19 @@ class _Response:
         self.headers = dict(headers or {})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(QuietServer):
     emulator: "GitHubEmulator"
 
-    def handle_error(self, request: Any, client_address: Any) -> None:  # never print (tracebacks, peers)
-        pass
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: _Server
     server_version = "github.com"
-    sys_version = ""
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.emulator._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.emulator._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:  # no request log: it would show the path only,
-        pass                                                  # but stderr stays clean of anything a client sent
-
-    def log_error(self, format: str, *args: Any) -> None:
-        pass
+    def owner(self) -> Any:
+        return self.server.emulator
 
     def version_string(self) -> str:
         return "github.com"
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def _serve(self) -> None:
         raw = self._read_body()
@@ -237,8 +206,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _serve
 
 
-class GitHubEmulator:
+class GitHubEmulator(Served):
     """An in-process GitHub REST API for tests; see the module docstring for the routes."""
+
+    server_class = _Server
+    handler_class = _Handler
+    thread_name = "github-emulator"
 
     def __init__(self, token: str = "ghs_testtoken", login: str = "github-actions[bot]",
                  user_endpoint_forbidden: bool = True):
@@ -264,9 +237,7 @@ class GitHubEmulator:
         self._next_pull_id = 1_800_000_001
         self._next_comment_id = 2_500_000_001
         self._request_counter = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
+        self._init_served()
         self._url = ""
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -277,45 +248,10 @@ class GitHubEmulator:
             raise RuntimeError("GitHubEmulator is not started")
         return self._url
 
-    def start(self) -> "GitHubEmulator":
-        if self._server is not None:
-            return self
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.emulator = self
+    def _bound(self, server: QuietServer) -> None:
+        server.emulator = self  # type: ignore[attr-defined]
         host, port = server.server_address[:2]
         self._url = f"http://{host}:{port}"
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="github-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:  # wake handler threads parked on keep-alive connections
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> "GitHubEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            (self._connections.add if add else self._connections.discard)(conn)
 
     # --- test-side setup and inspection ----------------------------------------------------
 

@@ -41,15 +41,19 @@ import math
 import random
 import re
 import secrets
-import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+try:
+    from tests.http_stub import QuietHandler, QuietServer, Served
+except ModuleNotFoundError:  # run as `pytest`, not `python -m pytest`
+    from http_stub import QuietHandler, QuietServer, Served  # type: ignore[no-redef]
 
 __all__ = ["FAULT_KINDS", "OpenAIServer"]
 
@@ -199,37 +203,18 @@ def _int_param(body: dict[str, Any], name: str) -> int | None | _Reply:
 # --- the HTTP layer -------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _HTTPServer(QuietServer):
     request_queue_size = 512
     app: "OpenAIServer"
 
-    def handle_error(self, request: Any, client_address: Any) -> None:  # a client hung up: nothing to say
-        pass
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     disable_nagle_algorithm = True  # headers and body go out in two writes; do not wait for delayed ACKs
     server: _HTTPServer
     server_version = "gate-openai-test"
-    sys_version = ""
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.app._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self.server.app._track(self.connection, add=False)
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
+    def owner(self) -> Any:
+        return self.server.app
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol-level errors (bad request line, oversized headers) as OpenAI-style JSON, then close."""
@@ -245,20 +230,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
         except OSError:
             pass
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
 
     def _serve(self) -> None:
         app = self.server.app
@@ -310,13 +281,17 @@ class _Handler(BaseHTTPRequestHandler):
 # --- the server -----------------------------------------------------------------------------
 
 
-class OpenAIServer:
+class OpenAIServer(Served):
     """An in-process OpenAI-compatible API for tests; see the module docstring.
 
     Use as a context manager (``with OpenAIServer() as server: ...``) and point a client at
     ``server.base_url``. ``latency``, ``known_models`` and ``no_logprobs_models`` may be changed
     at any time; answers and faults are scripted with ``answer``, ``fault`` and ``fault_rate``.
     """
+
+    server_class = _HTTPServer
+    handler_class = _Handler
+    thread_name = "openai-test-server"
 
     def __init__(self, *, latency: float = 0.0, api_key: str | None = "test-key", embedding_dim: int = 32,
                  seed: int = 0) -> None:
@@ -336,9 +311,7 @@ class OpenAIServer:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._server: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_served()
         self._base_url = ""
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -350,48 +323,13 @@ class OpenAIServer:
             raise RuntimeError("OpenAIServer is not started")
         return self._base_url
 
-    def start(self) -> OpenAIServer:
-        if self._server is not None:
-            return self
+    def _bound(self, server: QuietServer) -> None:
         self._stopping.clear()
-        server = _HTTPServer(("127.0.0.1", 0), _Handler)
-        server.app = self
-        port = server.server_address[1]
-        self._base_url = f"http://127.0.0.1:{port}/v1"
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="openai-test-server", daemon=True)
-        self._thread.start()
-        return self
+        server.app = self  # type: ignore[attr-defined]
+        self._base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
 
-    def stop(self) -> None:
-        """Stop accepting, wake sleeping handlers and hang up on idle keep-alive connections."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> OpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _track(self, conn: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            (self._connections.add if add else self._connections.discard)(conn)
+    def _stopping_now(self) -> None:
+        self._stopping.set()  # wake handlers sleeping their latency
 
     # --- scripting and inspection ------------------------------------------------------------
 
@@ -805,3 +743,21 @@ def _logprobs(model: str, tokens: list[str], *, first_known: bool, top: int, bef
 def _arguments_json(arguments: Any) -> str:
     """Tool call arguments as OpenAI sends them: a JSON string (a string given is sent as is)."""
     return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+# --- helpers for tests that evaluate models served by this server ------------------------------
+
+
+def suite_model(server: "OpenAIServer", name: str, key_env: str, **options: Any) -> dict[str, Any]:
+    """A suite's model entry for ``name`` served here, reading its key from ``key_env``."""
+    return {"provider": "openai", "model": name, "base_url": server.base_url, "api_key_env": key_env, **options}
+
+
+def write_suite(path: Path, baseline: dict, candidate: dict, tasks: list[dict], name: str = "gen") -> Path:
+    """A YAML suite whose models sit on lines 4 and 5 and whose task i sits on line 7 + i."""
+    lines = ["version: 1", f"name: {name}", "models:", f"  baseline: {json.dumps(baseline)}",
+             f"  candidate: {json.dumps(candidate)}", "tasks:"]
+    lines += [f"  - {json.dumps(t)}" for t in tasks]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+

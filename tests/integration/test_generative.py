@@ -31,12 +31,14 @@ from gate.runner import run_suite
 from gate.suite import load_suite
 from gate.tasks import load_task
 
+from tests.conftest import write_jsonl
+
 try:
     from tests import openai_server
-    from tests.openai_server import OpenAIServer
+    from tests.openai_server import OpenAIServer, suite_model
 except ModuleNotFoundError:  # run as `pytest`, not `python -m pytest`
     import openai_server  # type: ignore[no-redef]
-    from openai_server import OpenAIServer  # type: ignore[no-redef]
+    from openai_server import OpenAIServer, suite_model  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[2]
 STSB = ROOT / "tests" / "data" / "stsb-dev-400.jsonl"
@@ -66,22 +68,12 @@ def sentences(n: int) -> list[str]:
     return out[:n]
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 def model(server: OpenAIServer, name: str, **options: Any) -> dict[str, Any]:
-    return {"provider": "openai", "model": name, "base_url": server.base_url, "api_key_env": KEY_ENV, **options}
+    return suite_model(server, name, KEY_ENV, **options)
 
 
 def write_suite(path: Path, baseline: dict, candidate: dict, tasks: list[dict], name: str = "gen") -> Path:
-    """A YAML suite whose models sit on lines 4 and 5 and whose task i sits on line 7 + i."""
-    lines = ["version: 1", f"name: {name}", "models:", f"  baseline: {json.dumps(baseline)}",
-             f"  candidate: {json.dumps(candidate)}", "tasks:"]
-    lines += [f"  - {json.dumps(t)}" for t in tasks]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return openai_server.write_suite(path, baseline, candidate, tasks, name)
 
 
 def run(suite: Path, seed: int = 0, **kwargs: Any) -> dict:

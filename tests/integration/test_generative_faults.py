@@ -20,10 +20,14 @@ from gate.documents import load_schema
 from gate.runner import run_suite
 from gate.suite import load_suite
 
+from tests.conftest import write_jsonl
+
 try:
-    from tests.openai_server import OpenAIServer
+    from tests import openai_server
+    from tests.openai_server import OpenAIServer, suite_model
 except ModuleNotFoundError:  # run as `pytest`, not `python -m pytest`
-    from openai_server import OpenAIServer  # type: ignore[no-redef]
+    import openai_server  # type: ignore[no-redef]
+    from openai_server import OpenAIServer, suite_model  # type: ignore[no-redef]
 
 KEY_ENV = "GATE_GEN_TEST_KEY"
 CHAT = "/v1/chat/completions"
@@ -38,22 +42,12 @@ QA = [("What is the capital of France?", "Paris"), ("What is the capital of Ital
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 def model(server: OpenAIServer, name: str, **options: Any) -> dict[str, Any]:
-    return {"provider": "openai", "model": name, "base_url": server.base_url, "api_key_env": KEY_ENV, **options}
+    return suite_model(server, name, KEY_ENV, **options)
 
 
 def write_suite(path: Path, baseline: dict, candidate: dict, tasks: list[dict], name: str = "faults") -> Path:
-    """A YAML suite whose models sit on lines 4 and 5 and whose task i sits on line 7 + i."""
-    lines = ["version: 1", f"name: {name}", "models:", f"  baseline: {json.dumps(baseline)}",
-             f"  candidate: {json.dumps(candidate)}", "tasks:"]
-    lines += [f"  - {json.dumps(t)}" for t in tasks]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return openai_server.write_suite(path, baseline, candidate, tasks, name)
 
 
 def run(suite: Path, policy: RetryPolicy = FAST) -> dict:
