@@ -74,7 +74,10 @@ def identity(spec: ModelSpec) -> str:
     """What the response cache keys on: an endpoint's model id is all we can know of its weights, so a
     server that serves new weights under an old name needs ``revision`` (e.g. the commit or checkpoint)."""
     revision = spec.option("revision")
-    return f"openai|{base_url(spec)}|{spec.model}" + (f"|{revision}" if revision else "")
+    parts = urlparse(base_url(spec))
+    shown = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
+        if parts.hostname else base_url(spec)  # credentials in a URL never reach results.json or a PR
+    return f"openai|{shown}|{spec.model}" + (f"|{revision}" if revision else "")
 
 
 def is_self_hosted(spec: ModelSpec) -> bool:

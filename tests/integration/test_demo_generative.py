@@ -35,7 +35,7 @@ EXAMPLE = ROOT / "examples" / "tool-calling"
 SUITE = EXAMPLE / "suite.yaml"
 OPENAI_SUITE = EXAMPLE / "suite.openai.yaml"
 THRESHOLDS = ROOT / "thresholds.example.json"
-BANKING77 = ROOT.parent / "shared" / "data" / "banking77"
+BANKING77 = ROOT / "examples" / "tool-calling" / "source" / "banking77"  # committed: nothing to skip
 DATA_FILES = ("banking-tools.jsonl", "intent-json.jsonl", "general-intent.jsonl")
 KEY = "test-key"
 
@@ -95,8 +95,6 @@ def test_cases_are_real_banking77_rows_except_the_adversarial_ones():
     assert all(c["source"] == "hand-written for gate" and c["expected_tool_call"] is None
                for c in by_category["adversarial"])
     assert len(cases("intent-json.jsonl")) == len(cases("general-intent.jsonl")) == 8
-    if not (BANKING77 / "test.jsonl").is_file():
-        pytest.skip(f"{BANKING77} is not here")
     test_rows = read_jsonl(BANKING77 / "test.jsonl")
     for name in DATA_FILES:
         for c in cases(name):
@@ -107,8 +105,6 @@ def test_cases_are_real_banking77_rows_except_the_adversarial_ones():
 
 
 def test_data_reproduces_from_build_data(tmp_path):
-    if not (BANKING77 / "test.jsonl").is_file():
-        pytest.skip(f"{BANKING77} is not here: build_data.py reads BANKING77 from it")
     subprocess.run([sys.executable, str(EXAMPLE / "build_data.py"), "--source", str(BANKING77 / "test.jsonl"),
                     "--out", str(tmp_path)], check=True, capture_output=True)
     for name in DATA_FILES:
@@ -180,16 +176,15 @@ def test_openai_endpoint_run_passes_as_scripted_and_reruns_from_the_cache(endpoi
     assert values(res, "general-intent/exact_match") == (0.75, 1.0)
     statuses = rule_statuses(res)
     for metric in ("banking-tools/pass_rate", "intent-json/pass_rate"):
-        assert statuses[("target improves by at least 5% (generation)", metric)] == "pass"
+        assert statuses[("target improves by at least 5%", metric)] == "pass"
     assert statuses[("adversarial pass rate at least 90%", "banking-tools/pass_rate[adversarial]")] == "pass"
     assert statuses[("schema compliance 100%", "intent-json/schema_compliance")] == "pass"
     assert statuses[("exact match at least 85%", "general-intent/exact_match")] == "pass"
-    assert statuses[("no general regression beyond 5% (generation)", "general-intent/exact_match")] == "pass"
+    assert statuses[("no general regression beyond 5%", "general-intent/pass_rate")] == "pass"
     # the fine-tune's declared price is twice the base model's: a warning, never a block
     assert statuses[("evaluation cost at most 1.5x baseline", "banking-tools/cost_usd")] == "warn"
     for (name, _), status in statuses.items():
-        if "retrieval" in name or "similarity" in name or "human" in name:
-            assert status == "skipped"
+        assert (status == "skipped") == ("human" in name)  # only human preference is not produced yet
 
     # what went over the wire: the suite's tools, greedy decoding, the task's max_tokens, seed 0
     chats = [r["body"] for r in endpoint.requests if r["path"] == "/v1/chat/completions"]
@@ -230,7 +225,7 @@ def test_openai_endpoint_run_fails_a_candidate_that_calls_tools_greedily(endpoin
     assert values(res, "banking-tools/tool_name_accuracy[simple]") == (0.0, pytest.approx(1 / 6))
     statuses = rule_statuses(res)
     assert statuses[("adversarial pass rate at least 90%", "banking-tools/pass_rate[adversarial]")] == "fail"
-    assert statuses[("target improves by at least 5% (generation)", "banking-tools/pass_rate")] == "fail"
+    assert statuses[("target improves by at least 5%", "banking-tools/pass_rate")] == "fail"
     assert "[fail] adversarial pass rate at least 90%" in result.output
 
 

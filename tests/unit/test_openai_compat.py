@@ -52,3 +52,14 @@ def test_anything_but_the_prompts_logprobs_is_unsupported(tokens, values):
 def test_non_finite_logprobs_are_a_request_error():
     with pytest.raises(RequestError):
         logprobs(ECHOED, [None, -1.0, float("-inf"), -2.0, -0.1, -0.3, -0.2])
+
+
+def test_credentials_in_the_base_url_never_reach_the_identity():
+    """The identity is written to results.json and the PR comment."""
+    from gate.providers.openai_compat import identity
+
+    spec = ModelSpec("openai", "m", (("base_url", "https://user:secret@proxy.example.com:8443/v1"),))
+    assert identity(spec) == "openai|https://proxy.example.com:8443/v1|m"
+    assert "secret" not in identity(spec)
+    pinned = ModelSpec("openai", "m", (("base_url", "http://127.0.0.1:8000/v1"), ("revision", "git:abc")))
+    assert identity(pinned) == "openai|http://127.0.0.1:8000/v1|m|git:abc"
