@@ -14,15 +14,16 @@ Scenarios:
 - clean:        no faults;
 - 429 ra=X:     each request independently answered 429 (rate_limit_exceeded, ``retry-after: X``)
                 with probability --rate-429 (default 5 %); gate retries them, honouring Retry-After.
-                The ideal stays N / C x latency, so every retry (one more latency, plus X, holding a
-                slot) costs throughput; that cost is reported as is, and PASS/MISS is judged on it.
+                The ideal stays N / C x latency, so every retry (its wait X holds a slot, then one
+                more latency) costs throughput; that cost is reported as is, and PASS/MISS is judged
+                on it. The server answers a 429 at once (a rate limiter rejects before any model runs),
+                so with X = 0 a retry costs about one latency of one slot.
                 Retries counted by gate (the Usage returned by ``Dispatcher.chat``) are shown next
                 to the 429s the server sent; they should be equal. The extra column "of work" is
                 the fraction of a retry-inclusive ideal, ((N + retries) x latency + retries x X) / C,
                 i.e. how well gate keeps its slots busy once the extra work the faults cause is
-                counted. Since the server answers a 429 only after the full latency, a 429 share r
-                caps the fraction of ideal at about (clean fraction) / (1 + r): ~0.88 at 5 % when
-                the clean run reaches 0.92, so these rows miss 0.90 by construction.
+                counted. With X > 0 every 429 holds its slot for X: at 5 % and X = 0.1 s (= the
+                latency) the fraction of ideal is capped near (clean fraction) / 1.05, under 0.90.
 
 Each figure is the best of --rounds rounds after one warm-up round; each round loads a fresh
 generator (a fresh SDK client and connection pool), as ``gate run`` does.
