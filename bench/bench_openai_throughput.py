@@ -17,7 +17,7 @@ Scenarios:
                 The ideal stays N / C x latency, so every retry (its wait X holds a slot, then one
                 more latency) costs throughput; that cost is reported as is, and PASS/MISS is judged
                 on it. The server answers a 429 at once (a rate limiter rejects before any model runs),
-                so with X = 0 a retry costs about one latency of one slot.
+                so with X = 0 a rejected request costs little more than a clean one.
                 Retries counted by gate (the Usage returned by ``Dispatcher.chat``) are shown next
                 to the 429s the server sent; they should be equal. The extra column "of work" is
                 the fraction of a retry-inclusive ideal, ((N + retries) x latency + retries x X) / C,
