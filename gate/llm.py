@@ -26,6 +26,12 @@ class Pricing:
     input_per_mtok: float
     output_per_mtok: float
 
+    @classmethod
+    def declared(cls, spec: Any) -> "Pricing | None":
+        """The ``pricing`` option of a model spec (any provider), or None."""
+        raw = spec.option("pricing")
+        return cls(float(raw["input_per_mtok"]), float(raw["output_per_mtok"])) if raw else None
+
     def cost(self, prompt_tokens: int | None, completion_tokens: int | None) -> float:
         """Dollars for the tokens; NaN when the server did not report them (never a free guess)."""
         if prompt_tokens is None or completion_tokens is None:

@@ -32,9 +32,9 @@ class ModelPlan:
 
 
 def _pricing(spec: ModelSpec):
-    from gate.providers.openai_compat import pricing
+    from gate.llm import Pricing
 
-    return pricing(spec)
+    return Pricing.declared(spec)
 
 
 def plan_suite(suite: Suite, overrides: dict[str, ModelSpec] | None, seed: int | None,
@@ -111,11 +111,11 @@ def _cached(item: Planned, identity: str | None, responses: ResponseCache | None
 
 def _cost(item: Planned, cached: int | None) -> float | None:
     """Estimated dollars for what would actually be sent (cached requests cost nothing)."""
-    if item.spec.provider != "openai":
-        return 0.0  # local models have no per-token price
+    if item.spec.provider == "sentence-transformers":
+        return 0.0
     price = _pricing(item.spec)
     if price is None:
-        return None
+        return 0.0 if item.spec.provider == "transformers" else None  # a local model has no per-token price
     share = 1.0 if not cached or not item.requests else (item.requests - cached) / item.requests
     return price.cost(item.prompt_tokens, item.completion_tokens) * share
 
@@ -147,5 +147,5 @@ def format_plan(plans: list[ModelPlan]) -> str:
     lines.append("")
     lines.append("estimated total cost: " + ("unknown (a model has no 'pricing' in the suite)" if total is None
                                              else f"${total:.4f} (upper bound at the declared prices)"))
-    lines.append("local models (sentence-transformers, transformers) count texts/requests but cost nothing.")
+    lines.append("local models count texts/requests and cost 0 unless the suite declares their pricing.")
     return "\n".join(lines)

@@ -87,8 +87,7 @@ def is_self_hosted(spec: ModelSpec) -> bool:
 
 
 def pricing(spec: ModelSpec) -> Pricing | None:
-    raw = spec.option("pricing")
-    return Pricing(float(raw["input_per_mtok"]), float(raw["output_per_mtok"])) if raw else None
+    return Pricing.declared(spec)
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -216,10 +215,10 @@ class OpenAIGenerator(_Endpoint):
         values = getattr(logprobs, "token_logprobs", None) if logprobs is not None else None
         tokens = getattr(logprobs, "tokens", None) if logprobs is not None else None
         # Echoed prompt log-probabilities start with None (the first token has no prediction) and their
-        # tokens spell the prompt; anything else (a server that ignored echo and generated) is not the
+        # tokens spell the prompt (after a BOS token, for tokenizers that add one); anything else (a server that ignored echo and generated) is not the
         # text's likelihood, and a made-up perplexity is worse than none.
         if not values or values[0] is not None or any(v is None for v in values[1:]) or (
-                tokens is not None and "".join(tokens) != text):
+                tokens is not None and not "".join(tokens).endswith(text)):  # a leading BOS token is fine
             raise Unsupported(f"{self.spec} did not return prompt log-probabilities (/v1/completions with "
                               "echo=true, logprobs=0, max_tokens=0); perplexity needs an endpoint that does, "
                               "or a local model")

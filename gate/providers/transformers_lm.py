@@ -101,8 +101,7 @@ def check(spec: ModelSpec) -> None:
 
 
 def pricing(spec: ModelSpec) -> Pricing | None:
-    raw = spec.option("pricing")
-    return Pricing(float(raw["input_per_mtok"]), float(raw["output_per_mtok"])) if raw else None
+    return Pricing.declared(spec)
 
 
 def _token_ids(value: Any) -> list[int]:

@@ -38,6 +38,12 @@ def test_echoed_prompt_logprobs_are_taken():
     assert out.logprobs == (-1.0, -0.5, -2.0, -0.1, -0.3, -0.2)
 
 
+def test_a_leading_bos_token_is_accepted():
+    """vLLM echoes the BOS token of tokenizers that add one; the first word then has a prediction."""
+    out = logprobs(["<s>", *ECHOED], [None, -3.0, -1.0, -0.5, -2.0, -0.1, -0.3, -0.2])
+    assert out.logprobs == (-3.0, -1.0, -0.5, -2.0, -0.1, -0.3, -0.2)
+
+
 @pytest.mark.parametrize("tokens, values", [
     (ECHOED, [-0.4, -1.0, -0.5, -2.0, -0.1, -0.3, -0.2]),    # no leading None: generated, not echoed
     ([" The", " answer"], [None, -0.2]),                      # tokens that do not spell the prompt
