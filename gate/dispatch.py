@@ -60,6 +60,11 @@ class Usage:
         return asdict(self)
 
 
+def concurrency_limit(model: Any, requested: int) -> int:
+    """Requests in flight at once: the task's wish, capped by what the model allows (1 for a local one)."""
+    return max(1, min(requested, getattr(model, "max_concurrency", None) or requested))
+
+
 def _from_cache(parse: Callable[[dict], T], hit: dict | None) -> T | None:
     """A cached entry, or None when there is none or it does not parse (then it is simply asked again)."""
     if hit is None:
@@ -115,8 +120,8 @@ class Dispatcher:
             usage.requests += 1
             results[i] = value
 
-        limit = max(1, min(concurrency, model.max_concurrency or concurrency))
-        errors = await self._run(model, list(range(len(calls))), limit, label, usage, lambda i: calls[i](), store)
+        errors = await self._run(model, list(range(len(calls))), concurrency_limit(model, concurrency), label, usage,
+                                 lambda i: calls[i](), store)
         self._raise(model, errors, len(calls), label, usage)
         return results
 
@@ -157,64 +162,56 @@ class Dispatcher:
         """Every request answered (from the cache where possible), in order, or :class:`EvaluationError`."""
         usage = Usage()
         identity = model.identity()
-        results: list[ChatResponse | None] = [None] * len(requests)
-        todo: list[int] = []
-        for i, req in enumerate(requests):
-            hit = self.cache.get(req.key(identity)) if self.cache else None
-            response = _from_cache(ChatResponse.from_json, hit)
-            if response is not None:
-                results[i] = response
-                usage.cache_hits += 1
-            else:
-                todo.append(i)
-        if usage.cache_hits:
-            self.log(f"  {label}: {usage.cache_hits} of {len(requests)} responses from the cache")
-        limit = max(1, min(concurrency, model.max_concurrency or concurrency))
-        errors = await self._run(model, todo, limit, label, usage, lambda i: model.chat(requests[i]),
-                                 lambda i, resp: self._store_chat(identity, requests[i], resp, results, i, usage))
-        fresh = [results[i] for i in todo if results[i] is not None]
+        results, fresh, errors = await self._cached(
+            model, [r.key(identity) for r in requests], ChatResponse.from_json, lambda i: model.chat(requests[i]),
+            lambda r: (r.prompt_tokens or 0, r.completion_tokens or 0), concurrency, label, usage)
         usage.spent_usd = None if model.pricing is None else sum(
             model.pricing.cost(r.prompt_tokens, r.completion_tokens) for r in fresh)
         self._raise(model, errors, len(requests), label, usage)  # after the spend is known: it is reported
-        return [r for r in results if r is not None], usage
-
-    def _store_chat(self, identity: str, req: ChatRequest, resp: ChatResponse, results: list, i: int,
-                    usage: Usage) -> None:
-        usage.requests += 1
-        usage.prompt_tokens += resp.prompt_tokens or 0
-        usage.completion_tokens += resp.completion_tokens or 0
-        results[i] = resp
-        if self.cache:
-            self.cache.put(req.key(identity), resp.to_json())
+        return results, usage
 
     async def prompt_logprobs(self, model: Generator, texts: Sequence[str], *, concurrency: int, label: str
                               ) -> tuple[list[PromptLogprobs], Usage]:
         usage = Usage()
         identity = model.identity()
-        keys = [ResponseCache.key("prompt_logprobs", identity, t) for t in texts]
-        results: list[PromptLogprobs | None] = [None] * len(texts)
-        todo = []
+        results, _, errors = await self._cached(
+            model, [ResponseCache.key("prompt_logprobs", identity, t) for t in texts], PromptLogprobs.from_json,
+            lambda i: model.prompt_logprobs(texts[i]), lambda v: (len(v.logprobs) + 1, 0), concurrency, label,
+            usage)
+        usage.spent_usd = None if model.pricing is None else model.pricing.cost(usage.prompt_tokens, 0)
+        self._raise(model, errors, len(texts), label, usage)
+        return results, usage
+
+    async def _cached(self, model: Any, keys: list[str], parse: Callable[[dict], T],
+                      call: Callable[[int], Awaitable[T]], tokens: Callable[[T], tuple[int, int]],
+                      concurrency: int, label: str, usage: Usage) -> tuple[list[T], list[T], list[str]]:
+        """Answers for ``keys`` from the response cache, the rest from ``call(i)`` (stored as they come).
+
+        Returns every answer in order (those that failed left out), the fresh ones, and the errors."""
+        results: list[T | None] = [None] * len(keys)
+        todo: list[int] = []
         for i, key in enumerate(keys):
-            hit = self.cache.get(key) if self.cache else None
-            value = _from_cache(PromptLogprobs.from_json, hit)
+            value = _from_cache(parse, self.cache.get(key)) if self.cache else None
             if value is not None:
                 results[i] = value
                 usage.cache_hits += 1
             else:
                 todo.append(i)
+        if usage.cache_hits:
+            self.log(f"  {label}: {usage.cache_hits} of {len(keys)} responses from the cache")
 
-        def store(i: int, value: PromptLogprobs) -> None:
+        def store(i: int, value: Any) -> None:
+            prompt, completion = tokens(value)
             usage.requests += 1
-            usage.prompt_tokens += len(value.logprobs) + 1
+            usage.prompt_tokens += prompt
+            usage.completion_tokens += completion
             results[i] = value
             if self.cache:
                 self.cache.put(keys[i], value.to_json())
 
-        limit = max(1, min(concurrency, model.max_concurrency or concurrency))
-        errors = await self._run(model, todo, limit, label, usage, lambda i: model.prompt_logprobs(texts[i]), store)
-        usage.spent_usd = None if model.pricing is None else model.pricing.cost(usage.prompt_tokens, 0)
-        self._raise(model, errors, len(texts), label, usage)
-        return [r for r in results if r is not None], usage
+        errors = await self._run(model, todo, concurrency_limit(model, concurrency), label, usage, call, store)
+        fresh = [results[i] for i in todo if results[i] is not None]
+        return [r for r in results if r is not None], fresh, errors
 
     async def _run(self, model: Generator, todo: list[int], limit: int, label: str, usage: Usage,
                    call: Callable[[int], Awaitable[Any]], store: Callable[[int, Any], None]) -> list[str]:

@@ -19,13 +19,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import numpy as np
 
 import gate
 from gate.cache import EmbeddingCache, ResponseCache
-from gate.dispatch import Dispatcher, RetryPolicy, Usage
+from gate.dispatch import Dispatcher, RetryPolicy, Usage, concurrency_limit
 from gate.errors import BadInput, EvaluationError
 from gate.llm import ChatRequest, ChatResponse, Generator, Pricing, PromptLogprobs
 from gate.providers import CAPABILITIES, Embedder, GeneratorLoader, Loader, check_model, load_embedder, load_generator
@@ -240,22 +240,22 @@ class _GenRuntime:
     async def chat(self, spec: ModelSpec, requests: Sequence[ChatRequest], *, concurrency: int, label: str,
                    usage_key: str) -> list[ChatResponse]:
         model = self._get(spec)
-        limit = min(concurrency, model.max_concurrency or concurrency)
-        self.log(f"{label}: {len(requests)} requests to {spec.spec} (at most {limit} at once)")
-        try:
-            out, usage = await self.dispatcher.chat(model, requests, concurrency=concurrency, label=label)
-        except EvaluationError as exc:
-            self._record(usage_key, getattr(exc, "usage", None))
-            raise
-        self._record(usage_key, usage)
-        return out
+        self.log(f"{label}: {len(requests)} requests to {spec.spec} "
+                 f"(at most {concurrency_limit(model, concurrency)} at once)")
+        return await self._counted(usage_key, self.dispatcher.chat(model, requests, concurrency=concurrency,
+                                                                   label=label))
 
     async def prompt_logprobs(self, spec: ModelSpec, texts: Sequence[str], *, concurrency: int, label: str,
                               usage_key: str) -> list[PromptLogprobs]:
         model = self._get(spec)
         self.log(f"{label}: log-probabilities of {len(texts)} texts from {spec.spec}")
+        return await self._counted(usage_key, self.dispatcher.prompt_logprobs(model, texts, concurrency=concurrency,
+                                                                              label=label))
+
+    async def _counted(self, usage_key: str, dispatched: Awaitable[tuple[list[Any], Usage]]) -> list[Any]:
+        """The dispatcher's answers, its usage recorded under ``usage_key`` even when it failed."""
         try:
-            out, usage = await self.dispatcher.prompt_logprobs(model, texts, concurrency=concurrency, label=label)
+            out, usage = await dispatched
         except EvaluationError as exc:
             self._record(usage_key, getattr(exc, "usage", None))
             raise

@@ -25,10 +25,9 @@ from gate.llm import ChatRequest, ChatResponse
 from gate.metrics import Arrays, MetricDef
 from gate.suite import ROLES, ModelSpec, TaskSpec
 from gate.tasks import Scores, TaskData
-from gate.tasks.generative import GenContext, Outcome, Planned, answer_json, sliced, usage_arrays, usage_metrics
+from gate.tasks.generative import (DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, GenContext, Outcome, Planned, answer_json,
+                                   sliced, task_seed, usage_arrays, usage_metrics)
 
-DEFAULT_CONCURRENCY = 4
-DEFAULT_MAX_TOKENS = 256
 
 
 def pass_rate(arrays: Arrays) -> float:
@@ -87,7 +86,7 @@ class GenerationTask:
         return cls(data, case_set.cases, [scorer_registry.get(n) for n in names], fields, categories)
 
     def _seed(self, ctx_seed: int | None) -> int:
-        return int(self.seed if self.seed is not None else (ctx_seed if ctx_seed is not None else 0))
+        return task_seed(self.seed, ctx_seed)
 
     def requests(self, seed: int) -> list[ChatRequest]:
         """Every sample of every case; sample ``s`` uses seed ``seed + s`` so repeats differ but reproduce."""

@@ -20,6 +20,14 @@ from gate.tasks import Scores
 
 #: rough characters per token, for estimates only (dry run); real counts come from the model
 CHARS_PER_TOKEN = 4
+#: requests in flight and completion tokens per answer when a task does not say
+DEFAULT_CONCURRENCY = 4
+DEFAULT_MAX_TOKENS = 256
+
+
+def task_seed(own: int | None, run_seed: int | None) -> int:
+    """The seed a task sends: its own ``seed`` field, else ``gate run --seed``, else 0."""
+    return int(own if own is not None else (run_seed if run_seed is not None else 0))
 
 
 class GenContext(Protocol):

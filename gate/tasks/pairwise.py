@@ -31,7 +31,8 @@ from gate.llm import ChatRequest, ChatResponse
 from gate.metrics import MetricDef, mean_of
 from gate.suite import ROLES, ModelSpec, TaskSpec
 from gate.tasks import Scores, TaskData
-from gate.tasks.generative import GenContext, Outcome, Planned, answer_json
+from gate.tasks.generative import (DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, GenContext, Outcome, Planned, answer_json,
+                                   task_seed)
 
 PROMPT_VERSION = "gate-pairwise-v1"
 JUDGE_SYSTEM = (
@@ -40,8 +41,6 @@ JUDGE_SYSTEM = (
     "Do not let the order of the answers or their length influence you. "
     "Reply with exactly one word: A, B, or TIE."
 )
-DEFAULT_CONCURRENCY = 4
-DEFAULT_MAX_TOKENS = 256
 DEFAULT_JUDGE_MAX_TOKENS = 8
 _VERDICT = re.compile(r"^[\s\"'*\[\](){}.:]*(?:answer\s+)?(a|b|tie)[\s\"'*\[\](){}.!:]*$", re.IGNORECASE)
 
@@ -114,7 +113,7 @@ class PairwiseTask:
         return [m for m in (self.judge, self.reference) if m is not None]
 
     def _seed(self, ctx_seed: int | None) -> int:
-        return int(self.seed if self.seed is not None else (ctx_seed if ctx_seed is not None else 0))
+        return task_seed(self.seed, ctx_seed)
 
     def answer_requests(self, seed: int) -> list[ChatRequest]:
         return [ChatRequest(messages=c.messages, max_tokens=self.max_tokens, temperature=self.temperature,

@@ -19,10 +19,9 @@ from gate.data import Column, read_table
 from gate.metrics import Arrays, MetricDef
 from gate.suite import ROLES, ModelSpec, TaskSpec
 from gate.tasks import Scores, TaskData
-from gate.tasks.generative import CHARS_PER_TOKEN, GenContext, Outcome, Planned
+from gate.tasks.generative import CHARS_PER_TOKEN, DEFAULT_CONCURRENCY, GenContext, Outcome, Planned
 
 COLUMNS = [Column("text", "text"), Column("id", "optional_text")]
-DEFAULT_CONCURRENCY = 4
 
 
 def _exp(x: float) -> float:
