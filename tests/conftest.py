@@ -19,6 +19,17 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def valid_results(out: Path) -> dict:
+    """``out/results.json``, checked against the shipped results schema."""
+    import jsonschema
+
+    from gate.documents import load_schema
+
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(load_schema("results")).validate(results)
+    return results
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

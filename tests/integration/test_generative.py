@@ -18,20 +18,18 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
 
-import jsonschema
 import pytest
 from click.testing import CliRunner
 
 from gate.cache import ResponseCache
 from gate.cli import cli
 from gate.dispatch import RetryPolicy
-from gate.documents import load_schema
 from gate.llm import ChatResponse
 from gate.runner import run_suite
 from gate.suite import load_suite
 from gate.tasks import load_task
 
-from tests.conftest import write_jsonl
+from tests.conftest import valid_results, write_jsonl
 
 try:
     from tests import openai_server
@@ -96,12 +94,6 @@ def last_user(body: dict) -> str:
 def values(results: dict, metric: str) -> tuple[float | None, float | None]:
     m = results["metrics"][metric]
     return m["baseline"], m["candidate"]
-
-
-def valid_results(out: Path) -> dict:
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator(load_schema("results")).validate(results)
-    return results
 
 
 @pytest.fixture

@@ -9,18 +9,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import jsonschema
 import pytest
 from click.testing import CliRunner
 
 from gate.cache import ResponseCache
 from gate.cli import cli
 from gate.dispatch import RetryPolicy
-from gate.documents import load_schema
 from gate.runner import run_suite
 from gate.suite import load_suite
 
-from tests.conftest import write_jsonl
+from tests.conftest import valid_results, write_jsonl
 
 try:
     from tests import openai_server
@@ -60,12 +58,6 @@ def invoke(*args: Any):
 
 def sent_to(server: OpenAIServer, model_id: str) -> list[dict]:
     return [r for r in server.requests if isinstance(r["body"], dict) and r["body"].get("model") == model_id]
-
-
-def valid_results(out: Path) -> dict:
-    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    jsonschema.Draft202012Validator(load_schema("results")).validate(results)
-    return results
 
 
 @pytest.fixture
