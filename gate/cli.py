@@ -114,11 +114,13 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
                    "converted local models are kept.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for anything random (sent with generative requests); recorded in results.json.")
+@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Bootstrap resamples (and random permutations) behind each metric's CI and p-value.")
 @click.option("--dry-run", is_flag=True,
               help="Print the requests, estimated tokens and cost per model, then exit 0 without calling any model.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Path | None, out: Path,
-        cache: Path | None, seed: int, dry_run: bool, quiet: bool) -> None:
+        cache: Path | None, seed: int, resamples: int, dry_run: bool, quiet: bool) -> None:
     """Evaluate baseline and candidate on every task of SUITE and apply the thresholds.
 
     Writes OUT/results.json, OUT/report.md and OUT/examples.jsonl, prints a short
@@ -149,15 +151,15 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
             load_thresholds(thresholds)  # a bad thresholds file is bad input in a dry run too
         click.echo(format_plan(plan_suite(loaded, overrides, seed, cache)))
         return
-    _run_and_report(loaded, overrides, thresholds, out, cache, seed, quiet)
+    _run_and_report(loaded, overrides, thresholds, out, cache, seed, quiet, resamples)
 
 
 def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None,
-                    seed: int, quiet: bool) -> None:
+                    seed: int, quiet: bool, resamples: int | None = None) -> None:
     from gate.pipeline import evaluate_to_dir
 
     outcome = evaluate_to_dir(loaded_suite, overrides=overrides, thresholds=thresholds, out=out, cache=cache,
-                              seed=seed, log=_Log(quiet), show_progress=_show_progress(quiet))
+                              seed=seed, log=_Log(quiet), show_progress=_show_progress(quiet), resamples=resamples)
     _summary(outcome.results, outcome.paths)
     click.get_current_context().exit(VERDICT_EXIT[outcome.results["verdict"]])
 
@@ -170,23 +172,23 @@ def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None,
 def check(results_file: Path, thresholds: Path, out: Path) -> None:
     """Re-apply (other) thresholds to an existing results.json, without running any model.
 
-    Errors recorded by the original run stay errors. Exits with the new verdict's code.
+    The statistics come from the results: each metric's stored CI, p-value and
+    standard error, so significance rules, Holm correction and sample-size warnings
+    (with the file's own alpha and power) apply exactly as in a run. Errors recorded
+    by the original run stay errors. Exits with the new verdict's code.
 
     \b
     Example:
       gate check gate-out/results.json --thresholds stricter.json --out gate-out/strict
     """
-    from gate.report import render
+    from gate.report import load_examples, render
     from gate.results import load_results, write_outputs
-    from gate.documents import file_sha256
-    from gate.thresholds import judge, load_thresholds
+    from gate.thresholds import reapply
 
     results = load_results(results_file)
-    rules = load_thresholds(thresholds)
-    rule_results, verdict, reason = judge(rules, results["metrics"], results["tasks"], results.get("errors", []))
-    results.update(verdict=verdict, reason=reason, rules=[r.to_json() for r in rule_results],
-                   thresholds=file_sha256(thresholds))
-    paths = write_outputs(out, results, render(results))
+    reapply(results, thresholds)
+    verdict = results["verdict"]
+    paths = write_outputs(out, results, render(results, examples=load_examples(results_file.parent / "examples.jsonl")))
     examples = results_file.parent / "examples.jsonl"
     if examples.is_file() and examples.resolve() != (out / "examples.jsonl").resolve():
         shutil.copyfile(examples, out / "examples.jsonl")
@@ -200,19 +202,24 @@ def check(results_file: Path, thresholds: Path, out: Path) -> None:
 def render(results_file: Path, template: Path | None) -> None:
     """Print the Markdown report of a results.json.
 
-    A custom template receives: verdict, reason, suite, icon, marker, rules (failing
-    first), rule_counts, metric_groups, models, tasks, errors and the raw `results`;
-    filters md, code, num, signed, observed, limit. The sticky-comment marker is
-    prepended if the template leaves it out.
+    The examples.jsonl beside RESULTS (when there) feeds the "biggest changes"
+    section. A custom template receives: verdict, reason, suite, icon, marker, rules
+    (failing first), rules_attention, rules_passing, rule_counts, sample_warnings,
+    metric_groups, metric_slices, metrics, chart, changes, notes, stats, alpha,
+    ci_label, hidden, limits, models, tasks, errors and the raw `results`; filters md,
+    code, num, signed, observed, limit, fixed, pvalue, interval, plain, html (see
+    docs/report.md). The sticky-comment marker is prepended if the template leaves it out.
 
     \b
     Example:
       gate render gate-out/results.json --template my-report.md.j2 > report.md
     """
-    from gate.report import render as render_report
+    from gate.report import load_examples, render as render_report
     from gate.results import load_results
 
-    click.echo(render_report(load_results(results_file), template), nl=False)
+    results = load_results(results_file)
+    click.echo(render_report(results, template, examples=load_examples(results_file.parent / "examples.jsonl")),
+               nl=False)
 
 
 @cli.command()
@@ -239,7 +246,7 @@ def comment(report: Path, repo: str, pr: int, mode: str, head_sha: str | None) -
     """
     from gate.errors import BadInput, EvaluationError
     from gate.github import CommentError, StickyComment, find_marker, make_client
-    from gate.report import render as render_report
+    from gate.report import load_examples, render as render_report
     from gate.results import load_results
 
     token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
@@ -250,7 +257,12 @@ def comment(report: Path, repo: str, pr: int, mode: str, head_sha: str | None) -
     results = None
     if report.suffix.lower() == ".json":
         results = load_results(report)
-        body = render_report(results)
+        try:
+            examples = load_examples(report.parent / "examples.jsonl")
+        except BadInput as exc:  # a broken artifact loses its "biggest changes", not its comment
+            click.echo(f"gate: warning: {exc}; the report leaves out the biggest changes", err=True)
+            examples = None
+        body = render_report(results, examples=examples)
     else:
         try:
             body = report.read_text(encoding="utf-8")
@@ -416,6 +428,11 @@ def demo(out: Path, cache: Path | None, retrain: bool, generative: bool, quiet: 
     suite = load_suite(files.suite)
     overrides = {"candidate": ModelSpec("sentence-transformers", str(candidate_path))}
     _run_and_report(suite, overrides, files.thresholds, out, cache, 0, quiet)
+
+
+from gate.human_cli import human  # noqa: E402  (imports only click: `gate --help` stays fast)
+
+cli.add_command(human)
 
 
 def main() -> None:

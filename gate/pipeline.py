@@ -18,11 +18,12 @@ class Outcome:
 
 def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds: Path | None, out: Path,
                     cache: Path | None = None, seed: int = 0, log: Callable[[str], None] = lambda m: None,
-                    show_progress: bool = False) -> Outcome:
+                    show_progress: bool = False, resamples: int | None = None) -> Outcome:
     """Run the suite, apply the thresholds, write results.json / report.md / examples.jsonl into ``out``.
 
     The thresholds are read first, so a bad file is bad input before any model loads."""
     from gate.cache import EmbeddingCache, ResponseCache
+    from gate.compare import DEFAULT_RESAMPLES
     from gate.documents import file_sha256
     from gate.report import render
     from gate.results import write_outputs
@@ -37,11 +38,12 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     try:
         output = run_suite(suite, overrides=overrides, rules=rules, seed=seed, cache=store, responses=responses,
                            model_cache_dir=cache, log=log, show_progress=show_progress,
-                           thresholds_sha256=file_sha256(thresholds) if thresholds else None)
+                           thresholds_sha256=file_sha256(thresholds) if thresholds else None,
+                           resamples=resamples or DEFAULT_RESAMPLES)
     finally:
         for opened in (store, responses):
             if opened:
                 opened.close()
-    report = render(output.results)
+    report = render(output.results, examples=output.examples)
     paths = write_outputs(out, output.results, report, output.examples)
     return Outcome(output.results, report, paths)

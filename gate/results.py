@@ -52,6 +52,34 @@ def write_outputs(out_dir: str | Path, results: dict[str, Any], report: str,
     return paths
 
 
+def read_examples(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of an examples.jsonl with their line numbers (blank lines skipped).
+
+    A line that is not a JSON object, text that is not UTF-8 or an unreadable file is bad
+    input naming the file (and line). Rows of unexpected shape are kept: each reader (the
+    report, ``gate human export``) checks what it needs.
+    """
+    path = Path(path)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise BadInput(f"not valid JSON: {exc.msg}", path, str(lineno)) from None
+                if not isinstance(row, dict):
+                    raise BadInput("expected a JSON object per line", path, str(lineno))
+                rows.append((lineno, row))
+    except OSError as exc:
+        raise BadInput(f"cannot read the examples: {exc.strerror}", path) from None
+    except UnicodeDecodeError:
+        raise BadInput("not UTF-8 text", path) from None
+    return rows
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read and validate a results.json (bad input raises, exit 2)."""
     doc = load_document(Path(path), "results file")

@@ -25,6 +25,7 @@ import numpy as np
 
 import gate
 from gate.cache import EmbeddingCache, ResponseCache
+from gate.compare import CONFIDENCE, DEFAULT_RESAMPLES, compare_metric, unavailable
 from gate.dispatch import Dispatcher, RetryPolicy, Usage, concurrency_limit
 from gate.errors import BadInput, EvaluationError
 from gate.llm import ChatRequest, ChatResponse, Generator, Pricing, PromptLogprobs
@@ -32,7 +33,7 @@ from gate.providers import CAPABILITIES, Embedder, GeneratorLoader, Loader, chec
 from gate.suite import ROLES, ModelSpec, Suite
 from gate.tasks import Scores, Task, load_task
 from gate.tasks.generative import Outcome
-from gate.thresholds import Rule, judge
+from gate.thresholds import Rule, Thresholds, judge
 
 Log = Callable[[str], None]
 
@@ -113,12 +114,13 @@ def _metric_value(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, rules: list[Rule] | None = None,
+def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
+              rules: Thresholds | list[Rule] | None = None,
               seed: int | None = None, loader: Loader = load_embedder,
               generator_loader: GeneratorLoader = load_generator, cache: EmbeddingCache | None = None,
               responses: ResponseCache | None = None, model_cache_dir: Path | None = None,
               policy: RetryPolicy | None = None, log: Log = lambda msg: None, show_progress: bool = False,
-              thresholds_sha256: str | None = None) -> RunOutput:
+              thresholds_sha256: str | None = None, resamples: int = DEFAULT_RESAMPLES) -> RunOutput:
     """Evaluate the suite and decide. Bad input raises before any model loads; model failures are recorded."""
     task_models, tasks = prepare(suite, overrides, log)
     models = _check_models(task_models, tasks)
@@ -135,8 +137,12 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, ru
         for key, model in models.items():
             if key in runtime.identities:
                 model.fingerprint = runtime.identities[key]
-    metrics, task_info, examples = _score_all(tasks, task_models, models, outcomes)
-    rule_results, verdict, reason = judge(rules or [], metrics, task_info, errors)
+    log(f"comparing: paired bootstrap ({resamples} resamples) and permutation tests for every metric")
+    start = time.perf_counter()
+    metrics, task_info, examples = _score_all(tasks, task_models, models, outcomes, seed or 0, resamples)
+    log(f"  {len(metrics)} metrics compared in {time.perf_counter() - start:.1f} s")
+    thresholds = rules if isinstance(rules, Thresholds) else Thresholds(list(rules or []))
+    rule_results, verdict, reason = judge(thresholds, metrics, task_info, errors)
     first = task_models[suite.tasks[0].name]
     top_models = {}
     for role in ROLES:
@@ -151,6 +157,7 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None, ru
         "gate_version": gate.__version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,
+        "stats": {"confidence": CONFIDENCE, "resamples": resamples, "seed": seed or 0, **thresholds.settings()},
         "thresholds": thresholds_sha256,
         "models": top_models,
         "tasks": task_info,
@@ -321,8 +328,9 @@ def _encode_all(models: dict[tuple, LoadedModel], tasks: list[Task], task_models
 
 
 def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel],
-               outcomes: dict[str, Outcome]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Raw scores per task and role, every metric derived from them, and the per-example rows."""
+               outcomes: dict[str, Outcome], seed: int, resamples: int
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Raw scores per task and role, every metric and its paired statistics, and the per-example rows."""
     metrics: dict[str, dict[str, Any]] = {}
     task_info: dict[str, dict[str, Any]] = {}
     examples: list[dict[str, Any]] = []
@@ -341,17 +349,30 @@ def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], 
             values[role] = {m.name: m.compute(scores[role].arrays) for m in task.metrics} if scores[role] else {}
         scored = next((scores[r] for r in ROLES if scores[r] is not None), None)
         for m in task.metrics:
+            mid = f"{name}/{m.name}"
             b, c = _metric_value(values["baseline"].get(m.name)), _metric_value(values["candidate"].get(m.name))
-            metrics[f"{name}/{m.name}"] = {
+            entry = metrics[mid] = {
                 "baseline": b, "candidate": c,
                 "delta": None if b is None or c is None else c - b,
                 "higher_is_better": m.higher_is_better,
                 "n": m.count(scored.arrays) if m.count and scored else task.data.n,
             }
+            if b is None or c is None:
+                entry.update(unavailable("a model's value is missing or undefined"))
+                continue
+            stats = compare_metric(m, mid, scores["baseline"].arrays, scores["candidate"].arrays, seed=seed,
+                                   resamples=resamples)
+            if m.mean is not None:  # a mean over the examples both models have a value for
+                entry["n"] = stats["n_paired"]
+            del stats["n_paired"]
+            entry.update(stats)
         files = task.data.data_sha256
         combined = hashlib.sha256("".join(f"{k}={files[k]};" for k in sorted(files)).encode()).hexdigest()
         info: dict[str, Any] = {"type": task.data.spec.type, "group": task.data.spec.group, "n": task.data.n,
                                 "data_sha256": combined, "data_files": files}
+        if task.example_score is not None:
+            key, higher = task.example_score
+            info["example_score"] = {"key": key, "higher_is_better": higher}
         if task.data.spec.models:
             info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
         if task.data.notes:

@@ -25,7 +25,7 @@ import numpy as np
 
 from gate.cases import Case, schema_validator_class
 from gate.llm import ChatResponse
-from gate.metrics import Arrays, MetricDef
+from gate.metrics import Arrays, MetricDef, PerExampleMean
 
 NAN = float("nan")
 Values = dict[str, "float | np.ndarray"]
@@ -87,25 +87,24 @@ def stack(samples: list[list[Mapping[str, float | np.ndarray]]]) -> dict[str, np
     return out
 
 
-def case_mean(key: str) -> Callable[[Arrays], float]:
+def case_mean(key: str) -> PerExampleMean:
     """A metric: per case the mean over its non-NaN samples, then the mean over cases that have one.
 
     NaN when no case has a value; computed without numpy's all-NaN RuntimeWarnings.
     """
 
-    def compute(arrays: Arrays) -> float:
+    def per_case(arrays: Arrays) -> np.ndarray:
         values = np.asarray(arrays[key], dtype=np.float64)
         if values.ndim == 1:
             values = values[:, None]
         present = ~np.isnan(values)
         counts = present.sum(axis=1)
         sums = np.where(present, values, 0.0).sum(axis=1)
-        has = counts > 0
-        if not has.any():
-            return NAN
-        return float(np.mean(sums[has] / counts[has]))
+        out = np.full(len(values), NAN)
+        np.divide(sums, counts, out=out, where=counts > 0)
+        return out
 
-    return compute
+    return PerExampleMean(per_case, skip_nan=True)
 
 
 def _metric(name: str, description: str) -> MetricDef:

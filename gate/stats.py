@@ -39,6 +39,8 @@ from scipy import stats as _sps
 
 Arrays = Mapping[str, np.ndarray]
 Metric = Callable[[Arrays], float]
+#: the same metric over a leading axis of resamples: arrays shaped ``(R, n, ...)`` -> ``R`` values
+Batch = Callable[[Arrays], np.ndarray]
 
 #: a CI (or p-value) is withheld when more than this share of resamples gave an undefined metric
 MAX_NAN_SHARE = 0.05
@@ -62,6 +64,8 @@ class DeltaStats:
     n: int
     #: why ``ci`` or ``p_value`` is None
     reason: str | None = None
+    #: standard error of ``delta``: ``sd(d) / sqrt(n)`` for a mean, else the sd of the bootstrap deltas
+    se: float | None = None
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -93,8 +97,9 @@ def _check_args(resamples: int, confidence: float, min_n: int) -> None:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if min_n < 1:
-        raise ValueError(f"min_n must be >= 1, got {min_n}")
+    if not 1 <= min_n <= EXACT_SIGN_FLIP_MAX_N + 1:
+        raise ValueError(f"min_n must be in 1..{EXACT_SIGN_FLIP_MAX_N + 1} (below it the tests are exact), "
+                         f"got {min_n}")
 
 
 def _n_examples(baseline: Arrays, candidate: Arrays) -> int:
@@ -188,19 +193,27 @@ def paired_mean_delta(b: np.ndarray, c: np.ndarray, *, resamples: int = 2000, co
     n = len(b)
     d = c - b
     delta = float(np.mean(d)) if n else float("nan")
-    if n < min_n:
-        return DeltaStats(delta, None, None, "none", n, f"{n} examples; at least {min_n} are needed to bootstrap")
     if np.isnan(d).any():
         return DeltaStats(delta, None, None, "none", n, "per-example values contain NaN")
-    boot_rng, perm_rng = _rngs(seed)
-    deltas = np.concatenate([d[idx].mean(axis=1) for idx in _bootstrap_indices(boot_rng, n, resamples)])
-    ci, reason = _percentile_ci(deltas, confidence, resamples)
     if binary is None:
         binary = _is_binary(b) and _is_binary(c)
+    boot_rng, perm_rng = _rngs(seed)
+    if n < min_n:  # too few to bootstrap a CI; the exact tests stay valid at any n
+        reason = f"{n} examples; at least {min_n} are needed to bootstrap a CI"
+        if n == 0:
+            return DeltaStats(delta, None, None, "none", n, reason)
+        se = float(np.std(d, ddof=1)) / math.sqrt(n) if n > 1 else None
+        if binary:
+            return DeltaStats(delta, None, _mcnemar_p(b, c), "mcnemar-exact", n, reason, se)
+        p, method = _sign_flip_p(d, perm_rng, resamples)  # exact: n < min_n <= 16
+        return DeltaStats(delta, None, p, method, n, reason, se)
+    deltas = np.concatenate([d[idx].mean(axis=1) for idx in _bootstrap_indices(boot_rng, n, resamples)])
+    ci, reason = _percentile_ci(deltas, confidence, resamples)
+    se = float(np.std(d, ddof=1)) / math.sqrt(n)
     if binary:
-        return DeltaStats(delta, ci, _mcnemar_p(b, c), "mcnemar-exact", n, reason)
+        return DeltaStats(delta, ci, _mcnemar_p(b, c), "mcnemar-exact", n, reason, se)
     p, method = _sign_flip_p(d, perm_rng, resamples)
-    return DeltaStats(delta, ci, p, method, n, reason)
+    return DeltaStats(delta, ci, p, method, n, reason, se)
 
 
 # ----------------------------------------------------------------------------- any metric
@@ -210,36 +223,55 @@ def _take(arrays: Arrays, idx: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[idx] for k, v in arrays.items()}
 
 
-def _swap(baseline: Arrays, candidate: Arrays, mask: np.ndarray) -> tuple[dict, dict]:
-    """Exchange the two roles' values on the examples where ``mask`` is True."""
+def _swap_masks(n: int, rng: np.random.Generator, resamples: int, exact: bool) -> Iterator[np.ndarray]:
+    """Boolean matrices ``(rows, n)``: every one of the ``2**n`` swaps when exact, else ``resamples`` random ones."""
+    if exact:
+        codes = np.arange(2**n, dtype=np.int64)
+        for start in range(0, 2**n, max(1, _CHUNK_CELLS // max(n, 1))):
+            chunk = codes[start:start + max(1, _CHUNK_CELLS // max(n, 1))]
+            yield ((chunk[:, None] >> np.arange(n)) & 1).astype(bool)
+        return
+    for rows in _chunks(resamples, n):
+        yield rng.random((rows, n)) < 0.5
+
+
+def _swapped(baseline: Arrays, candidate: Arrays, masks: np.ndarray) -> tuple[dict, dict]:
+    """Arrays with a leading resample axis: row r has the roles exchanged where ``masks[r]`` is True."""
     b_out, c_out = {}, {}
     for k in baseline:
         b, c = baseline[k], candidate[k]
-        m = mask.reshape((len(mask),) + (1,) * (b.ndim - 1))
-        b_out[k], c_out[k] = np.where(m, c, b), np.where(m, b, c)
+        m = masks.reshape(masks.shape + (1,) * (b.ndim - 1))
+        b_out[k], c_out[k] = np.where(m, c[None], b[None]), np.where(m, b[None], c[None])
     return b_out, c_out
 
 
+def _metric_rows(metric: Metric, batch: Batch | None, baseline: Arrays, candidate: Arrays) -> np.ndarray:
+    """``metric(candidate[r]) - metric(baseline[r])`` for every row r of arrays with a leading resample axis."""
+    if batch is not None:
+        return np.asarray(batch(candidate), dtype=np.float64) - np.asarray(batch(baseline), dtype=np.float64)
+    rows = len(next(iter(baseline.values())))
+    return np.fromiter((metric({k: v[r] for k, v in candidate.items()}) - metric({k: v[r] for k, v in baseline.items()})
+                        for r in range(rows)), dtype=np.float64, count=rows)
+
+
 def _swap_p(metric: Metric, baseline: Arrays, candidate: Arrays, delta: float, rng: np.random.Generator,
-            resamples: int) -> tuple[float | None, str, str | None]:
-    """Two-sided paired swap test: under H0 the model labels of each example are exchangeable."""
+            resamples: int, force_exact: bool = False, batch: "Batch | None" = None
+            ) -> tuple[float | None, str, str | None]:
+    """Two-sided paired swap test: under H0 the model labels of each example are exchangeable.
+
+    Exact (all ``2**n`` swaps) when that is no more work than ``resamples``, or when forced
+    (a handful of examples, where a Monte-Carlo p-value would be needlessly rough)."""
     n = len(next(iter(baseline.values())))
     threshold = abs(delta) - _tolerance(delta)
-    exact = n < 63 and 2**n <= resamples
-    if exact:
-        masks: Iterator[np.ndarray] = (((np.int64(j) >> np.arange(n)) & 1).astype(bool) for j in range(2**n))
-        total = 2**n
-    else:
-        masks = (rng.random(n) < 0.5 for _ in range(resamples))
-        total = resamples
+    exact = n < 63 and (2**n <= resamples or force_exact)
+    total = 2**n if exact else resamples
     k = n_nan = 0
-    for mask in masks:
-        b, c = _swap(baseline, candidate, mask)
-        t = metric(c) - metric(b)
-        if math.isnan(t):
-            n_nan += 1
-        elif abs(t) >= threshold:
-            k += 1
+    for masks in _swap_masks(n, rng, resamples, exact):
+        b, c = _swapped(baseline, candidate, masks)
+        t = _metric_rows(metric, batch, b, c)
+        nan = np.isnan(t)
+        n_nan += int(nan.sum())
+        k += int(np.count_nonzero(np.abs(t[~nan]) >= threshold))
     method = "swap-exact" if exact else "swap"
     if n_nan > MAX_NAN_SHARE * total:
         return None, method, (f"{n_nan} of {total} permutations gave an undefined metric "
@@ -251,14 +283,16 @@ def _swap_p(metric: Metric, baseline: Arrays, candidate: Arrays, delta: float, r
 
 def paired_delta(metric: Metric, baseline: Arrays, candidate: Arrays, *, resamples: int = 2000,
                  confidence: float = 0.95, seed: int = 0, min_n: int = 10,
-                 permutation: bool = True) -> DeltaStats:
+                 permutation: bool = True, batch: Batch | None = None) -> DeltaStats:
     """Delta ``metric(candidate) - metric(baseline)`` for any metric of per-example arrays.
 
     ``baseline`` and ``candidate`` hold the same keys, every array aligned on its first axis
     (examples), paired by index; arrays that are the same in both roles (e.g. gold scores) are
     simply carried along. The metric is a black box, so this loops over resamples in Python: the
     bootstrap recomputes it ``2 * resamples`` times and the swap test as many again
-    (``permutation=False`` skips the test: method ``bootstrap-only``). For a plain mean of one
+    (``permutation=False`` skips the test: method ``bootstrap-only``). ``batch``, the same metric
+    over a leading resample axis, replaces that loop by array operations on chunks of resamples;
+    the draws are the same, so the result is the same to rounding. For a plain mean of one
     vector, :func:`paired_mean_delta` is vectorized and gives the same CI for the same seed.
 
     Resamples on which the metric is NaN (e.g. a correlation of a constant resample) are dropped;
@@ -269,21 +303,25 @@ def paired_delta(metric: Metric, baseline: Arrays, candidate: Arrays, *, resampl
     baseline = {k: np.asarray(v) for k, v in baseline.items()}
     candidate = {k: np.asarray(v) for k, v in candidate.items()}
     delta = float(metric(candidate)) - float(metric(baseline))
-    if n < min_n:
-        return DeltaStats(delta, None, None, "none", n, f"{n} examples; at least {min_n} are needed to bootstrap")
     if math.isnan(delta):
         return DeltaStats(delta, None, None, "none", n, "the metric is undefined on the full data")
     boot_rng, perm_rng = _rngs(seed)
-    deltas = np.fromiter(
-        (metric(_take(candidate, i)) - metric(_take(baseline, i))
-         for idx in _bootstrap_indices(boot_rng, n, resamples) for i in idx),
-        dtype=np.float64, count=resamples,
-    )
+    if n < min_n:  # too few to bootstrap a CI; the exact swap test (at most 2**(min_n - 1) swaps) stays valid
+        reason = f"{n} examples; at least {min_n} are needed to bootstrap a CI"
+        if n == 0 or not permutation:
+            return DeltaStats(delta, None, None, "none", n, reason)
+        p, method, p_reason = _swap_p(metric, baseline, candidate, delta, perm_rng, resamples,
+                                      force_exact=True, batch=batch)
+        return DeltaStats(delta, None, p, method, n, _join(reason, p_reason))
+    deltas = np.concatenate([_metric_rows(metric, batch, _take(baseline, idx), _take(candidate, idx))
+                             for idx in _bootstrap_indices(boot_rng, n, resamples)])
     ci, ci_reason = _percentile_ci(deltas, confidence, resamples)
+    finite = deltas[~np.isnan(deltas)]
+    se = float(np.std(finite, ddof=1)) if ci is not None and len(finite) > 1 else None
     if not permutation:
-        return DeltaStats(delta, ci, None, "bootstrap-only", n, _join(ci_reason, "permutation test not requested"))
-    p, method, p_reason = _swap_p(metric, baseline, candidate, delta, perm_rng, resamples)
-    return DeltaStats(delta, ci, p, method, n, _join(ci_reason, p_reason))
+        return DeltaStats(delta, ci, None, "bootstrap-only", n, _join(ci_reason, "permutation test not requested"), se)
+    p, method, p_reason = _swap_p(metric, baseline, candidate, delta, perm_rng, resamples, batch=batch)
+    return DeltaStats(delta, ci, p, method, n, _join(ci_reason, p_reason), se)
 
 
 # ----------------------------------------------------------------------------- power

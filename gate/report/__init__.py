@@ -1,16 +1,26 @@
-"""Render a results.json into the Markdown verdict with Jinja2.
+"""Render a results.json (and its examples.jsonl) into the Markdown verdict with Jinja2.
 
-The template receives the context built by :func:`context` (documented in the
-README for custom templates). Every report carries the hidden sticky-comment
-marker; a custom template that omits it gets it prepended, so a user's template
-can never make the gate post a second comment.
+The template receives the context built by :func:`context` (documented in docs/report.md for
+custom templates). Every report carries the hidden sticky-comment marker; a custom template
+that omits it gets it prepended, so a user's template can never make the gate post a second
+comment.
+
+Size: a GitHub comment holds 65,536 characters. :func:`render` renders, and while the report is
+longer than its budget (:data:`REPORT_BUDGET`), renders again with tighter :class:`Limits`
+(fewer example changes, shorter texts, fewer metric rows per group, fewer passing rules ...).
+The heading, the reason and the rules that did not pass are kept; they are cut only when they
+alone exceed the budget.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import numbers
+from dataclasses import dataclass, replace
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import jinja2
 
@@ -19,12 +29,27 @@ from gate.report import markdown
 
 STATUS_ORDER = {"error": 0, "fail": 1, "warn": 2, "skipped": 3, "pass": 4}
 ICONS = {"pass": "✅", "fail": "❌", "error": "⚠️", "warn": "🟡", "skipped": "⏭️"}
+ATTENTION = ("error", "fail", "warn")
+REPORT_BUDGET = 60_000  # characters: GitHub's comment limit is 65,536; github.py's note needs room too
+CHART_METRICS = 8
+MINUS = "\u2212"
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def marker(suite: str) -> str:
     """The hidden marker that identifies this suite's sticky comment."""
     safe = "".join(ch for ch in suite if ch.isalnum() or ch in " ._-")
     return f"<!-- gate-report suite=\"{safe}\" -->"
+
+
+# --------------------------------------------------------------------------- number formatting
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars too
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -39,46 +64,362 @@ def _signed(value: Any, digits: int = 4) -> str:
     return f"{value:+.{digits}f}"
 
 
+def digits_for(*values: Any) -> int:
+    """Decimals that show values of this magnitude in fixed point: 4 below 10, 2 below 1000, else 1;
+    values under 0.001 get 3 significant digits (a cost of 0.0000235 must not read 0.0000)."""
+    mags = [abs(v) for v in map(_finite, values) if v is not None and v != 0]
+    if not mags:
+        return 4
+    top = max(mags)
+    if top >= 1000:
+        return 1
+    if top >= 10:
+        return 2
+    if top >= 0.001:
+        return 4
+    return min(12, 2 - math.floor(math.log10(top)))
+
+
+def fixed(value: Any, digits: int | None = None, sign: bool = False) -> str:
+    """A number in fixed point (never exponent notation), with a real minus sign; ``n/a`` when missing."""
+    x = _finite(value)
+    if x is None:
+        return "n/a"
+    d = digits_for(x) if digits is None else digits
+    s = f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
+    if float(s.lstrip("+-") or 0) == 0:  # "-0.0000" is no change
+        s = ("±" if sign else "") + s.lstrip("+-")
+    return s.replace("-", MINUS)
+
+
+def plain(value: Any) -> str:
+    """A limit as written (0.05, 5, 0.0000001): shortest form, fixed point."""
+    x = _finite(value)
+    if x is None:
+        return "n/a"
+    s = format(Decimal(repr(x)), "f")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return s.replace("-", MINUS)
+
+
+def pvalue(value: Any) -> str:
+    """A p-value: ``<0.001`` or three decimals rounded down (0.0499 shows 0.049, not 0.050: a shown p agrees
+    with "significant at p < 0.05"); ``n/a`` when missing."""
+    p = _finite(value)
+    if p is None:
+        return "n/a"
+    if p < 0.001:
+        return "<0.001"
+    return str(Decimal(repr(p)).quantize(Decimal("0.001"), rounding=ROUND_FLOOR))
+
+
+def interval(ci: Any, digits: int | None = None, percent: bool = False, sign: bool = True) -> str:
+    """A confidence interval as ``[−0.0120, +0.0040]`` (``percent``: ``[−1.20%, +0.40%]``)."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return "n/a"
+    lo, hi = map(_finite, ci)
+    if lo is None or hi is None:
+        return "n/a"
+    if percent:
+        return f"[{fixed(lo * 100, 2, sign=sign)}%, {fixed(hi * 100, 2, sign=sign)}%]"
+    d = digits_for(lo, hi) if digits is None else digits
+    return f"[{fixed(lo, d, sign=sign)}, {fixed(hi, d, sign=sign)}]"
+
+
+def _is_relative(rule: dict[str, Any]) -> bool:
+    if "relative" in rule:
+        return bool(rule["relative"])
+    return rule.get("condition") in ("min_delta", "max_drop") and "%" in (rule.get("message") or "")
+
+
 def _observed(rule: dict[str, Any]) -> str:
-    value = rule.get("observed")
+    value = _finite(rule.get("observed"))
     if value is None:
         return "n/a"
-    if rule.get("condition") in ("min_delta", "max_drop") and "%" in rule.get("message", ""):
-        return f"{value * 100:+.2f}%"
-    return f"{value:.4g}"
+    sign = rule.get("condition") == "min_delta"  # an improvement is signed; a drop is a drop
+    if _is_relative(rule):
+        return f"{fixed(value * 100, 2, sign=sign)}%"
+    return fixed(value, sign=sign)
 
 
 def _limit(rule: dict[str, Any]) -> str:
-    value = rule.get("limit")
+    value = _finite(rule.get("limit"))
     if value is None:
         return "n/a"
     symbol = {"min": "≥", "max": "≤", "min_delta": "≥", "max_drop": "≤", "max_ratio": "≤"}.get(rule.get("condition"), "")
-    if rule.get("condition") in ("min_delta", "max_drop") and "%" in rule.get("message", ""):
-        return f"{symbol} {value * 100:g}%"
-    return f"{symbol} {value:g}"
+    if _is_relative(rule):
+        return f"{symbol} {plain(value * 100)}%"
+    return f"{symbol} {plain(value)}"
 
 
-def context(results: dict[str, Any]) -> dict[str, Any]:
-    """Everything a template needs, derived from results.json alone."""
+def _rule_ci(rule: dict[str, Any]) -> str:
+    if not rule.get("ci"):
+        return "n/a"
+    return interval(rule["ci"], percent=_is_relative(rule), sign=rule.get("condition") == "min_delta")
+
+
+def mark(better: bool | None, significant: bool | None) -> str:
+    """The significance column: **▲ better** / **▼ worse** (significant), △ n.s. / ▽ n.s. (not significant),
+    △ / ▽ (no test), · (no change)."""
+    if better is None:
+        return "·"
+    if significant is True:
+        return "**▲ better**" if better else "**▼ worse**"
+    if significant is False:
+        return "△ n.s." if better else "▽ n.s."
+    return "△" if better else "▽"
+
+
+# --------------------------------------------------------------------------- examples.jsonl
+
+
+def load_examples(path: str | Path) -> list[dict[str, Any]] | None:
+    """The rows of an examples.jsonl, or None when there is no such file (bad lines are bad input)."""
+    from gate.results import read_examples
+
+    return [row for _, row in read_examples(path)] if Path(path).is_file() else None
+
+
+def _score(role: Any, key: str) -> float | None:
+    if not isinstance(role, dict):
+        return None
+    value = role.get(key)
+    if isinstance(value, bool):
+        value = float(value)
+    return _finite(value)
+
+
+def _changes(tasks: dict[str, Any], examples: Iterable[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Per task with an ``example_score``: every example whose score changed, worst first / best first."""
+    if examples is None:
+        return []
+    scored: dict[str, dict[str, Any]] = {}
+    for name, info in tasks.items():
+        spec = info.get("example_score") if isinstance(info, dict) else None
+        if isinstance(spec, dict) and isinstance(spec.get("key"), str):
+            scored[name] = {"task": name, "key": spec["key"], "higher_is_better": bool(spec.get("higher_is_better", True)),
+                            "worse": [], "better": [], "counts": {"worse": 0, "better": 0, "same": 0, "unscored": 0}}
+    if not scored:
+        return []
+    for order, row in enumerate(examples):
+        if not isinstance(row, dict):
+            continue
+        t = scored.get(row.get("task")) if isinstance(row.get("task"), str) else None
+        if t is None:
+            continue
+        b, c = _score(row.get("baseline"), t["key"]), _score(row.get("candidate"), t["key"])
+        if b is None or c is None:
+            t["counts"]["unscored"] += 1
+            continue
+        change = (c - b) if t["higher_is_better"] else (b - c)
+        if change == 0:
+            t["counts"]["same"] += 1
+            continue
+        text = row.get("text")
+        ex = {"id": row.get("id"), "change": change, "baseline_value": b, "candidate_value": c, "order": order,
+              "text": text if isinstance(text, dict) else ({} if text is None else {"text": text}),
+              "baseline": row["baseline"], "candidate": row["candidate"]}
+        t["worse" if change < 0 else "better"].append(ex)
+        t["counts"]["worse" if change < 0 else "better"] += 1
+    out = []
+    for t in scored.values():
+        if not any(t["counts"].values()):
+            continue  # no row of this task at all: nothing to say
+        t["worse"].sort(key=lambda e: (e["change"], e["order"]))
+        t["better"].sort(key=lambda e: (-e["change"], e["order"]))
+        out.append(t)
+    return out
+
+
+def _role_lines(role: Any, key: str, value: float | None, limit: int) -> list[str]:
+    """What a model did on one example, as neutralized Markdown fragments (model output is untrusted)."""
+    if not isinstance(role, dict):
+        return ["_no output (the model failed)_"]
+    parts = [f"{markdown.code(key, 40)} = {fixed(value)}"]
+    if "cosine" in role and _finite(role.get("cosine")) is not None:
+        parts.append(f"cosine {fixed(role['cosine'])}")
+    if isinstance(role.get("outcome"), (str, int, float)) and not isinstance(role.get("outcome"), bool):
+        parts.append(f"outcome {markdown.text(role['outcome'], 40)}")
+    lines = [" · ".join(parts)]
+    if isinstance(role.get("top"), list) and role["top"]:
+        ids = ", ".join(markdown.code(d, 30) for d in role["top"][:5])
+        lines.append(f"top: {ids}{' …' if len(role['top']) > 5 else ''}")
+    calls = role.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        shown = []
+        for call in calls[:3]:
+            if isinstance(call, dict):
+                args = call.get("arguments")
+                args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False, sort_keys=True)
+                shown.append(markdown.code(f"{call.get('name')}({args})", max(limit // 2, 40)))
+        if shown:
+            lines.append("tool calls: " + ", ".join(shown) + (" …" if len(calls) > 3 else ""))
+    answer = role.get("answer")
+    if isinstance(answer, str) and answer.strip():
+        lines.append("answer: " + markdown.text(answer, limit))
+    return lines
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of each section a report shows (None: all). :data:`LEVELS` tightens them step by step."""
+
+    examples: int = 3              # biggest changes per direction per task
+    text: int = 300                # characters of an example's text or answer
+    metric_rows: int | None = None  # metric rows per group (rule-checked and largest changes kept)
+    slices: int | None = None      # per-category rows
+    passing_rules: int | None = None
+    failing_rules: int | None = None
+    tasks: int | None = None
+    errors: int = 50
+    warnings: int | None = None
+    message: int = 200             # characters of a rule's message
+
+
+LEVELS = (
+    Limits(),
+    Limits(examples=3, text=200, metric_rows=200, slices=200, passing_rules=200, warnings=50),
+    Limits(examples=2, text=120, metric_rows=60, slices=50, passing_rules=50, tasks=50, warnings=20, errors=20),
+    Limits(examples=1, text=80, metric_rows=25, slices=0, passing_rules=20, tasks=20, warnings=10, errors=10,
+           message=150),
+    Limits(examples=0, text=80, metric_rows=10, slices=0, passing_rules=0, tasks=10, warnings=5, errors=5,
+           message=120),
+    Limits(examples=0, text=80, metric_rows=0, slices=0, passing_rules=0, tasks=0, warnings=3, errors=3,
+           message=80),
+)
+
+
+def _take(rows: list[Any], limit: int | None) -> tuple[list[Any], int]:
+    if limit is None or len(rows) <= limit:
+        return rows, 0
+    return rows[:limit], len(rows) - limit
+
+
+def _top_metrics(rows: list[dict[str, Any]], limit: int | None) -> tuple[list[dict[str, Any]], int]:
+    """At most ``limit`` rows, in their order: the rule-checked ones first, then the significant, then the
+    largest relative changes."""
+    if limit is None or len(rows) <= limit:
+        return rows, 0
+
+    def weight(item: tuple[int, dict[str, Any]]) -> tuple:
+        i, m = item
+        size = abs(m["relative"]) if m["relative"] is not None else abs(_finite(m.get("delta")) or 0.0)
+        return (not m["headline"], not m["significant"], _finite(m.get("p_value")) or 1.0, -size, i)
+
+    keep = sorted(sorted(enumerate(rows), key=weight)[:limit])
+    return [m for _, m in keep], len(rows) - limit
+
+
+# --------------------------------------------------------------------------- context
+
+
+def _alpha(results: dict[str, Any]) -> float:
+    stats = results.get("stats") if isinstance(results.get("stats"), dict) else {}
+    if _finite(stats.get("alpha")) is not None:
+        return float(stats["alpha"])
+    confidence = _finite(stats.get("confidence"))
+    return round(1 - confidence, 10) if confidence is not None and 0 < confidence < 1 else 0.05
+
+
+def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
+    """Everything derived from results.json and the examples, before any section is shortened."""
+    alpha = _alpha(results)
+    stats = results.get("stats") if isinstance(results.get("stats"), dict) else {}
+    confidence = _finite(stats.get("confidence")) or 1 - alpha
+    tasks = results.get("tasks", {})
+    metrics = results.get("metrics", {})
     rules = sorted(results.get("rules", []), key=lambda r: STATUS_ORDER.get(r["status"], 9))
+    headline_ids = [r["metric"] for r in rules if isinstance(r.get("metric"), str) and r["metric"] in metrics]
+
+    notes: dict[str, int] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
     slices: list[dict[str, Any]] = []  # per-category metrics (name[category]): folded away, they are many
-    tasks = results.get("tasks", {})
-    for mid, m in results.get("metrics", {}).items():
+    by_id: dict[str, dict[str, Any]] = {}
+    for mid, m in metrics.items():
         group = tasks.get(mid.split("/", 1)[0], {}).get("group", "default")
-        delta = m.get("delta")
+        delta = _finite(m.get("delta"))
         better = None
         if delta is not None and delta != 0:
             better = (delta > 0) == m.get("higher_is_better", True)
         rel = None
-        if delta is not None and m.get("baseline") not in (None, 0):
+        if delta is not None and _finite(m.get("baseline")) not in (None, 0):
             rel = delta / abs(m["baseline"])
-        row = {"id": mid, **m, "better": better, "relative": rel}
+        p = _finite(m.get("p_value"))
+        significant = None if p is None else p < alpha
+        note = m.get("stats_note")
+        ref = ""
+        if isinstance(note, str) and note and (m.get("ci") is None or m.get("p_value") is None):
+            if note not in notes:
+                notes[note] = len(notes) + 1
+            ref = str(notes[note]).translate(_SUPERSCRIPT)
+        d = digits_for(m.get("baseline"), m.get("candidate"))
+        pct = f" ({fixed(rel * 100, 1, sign=True)}%)" if rel is not None and delta else ""
+        cells = {"baseline": fixed(m.get("baseline"), d), "candidate": fixed(m.get("candidate"), d),
+                 "delta": fixed(delta, d, sign=True) + pct,
+                 "ci": (interval(m.get("ci"), d) if m.get("ci") else "n/a") + (ref if m.get("ci") is None else ""),
+                 "p": pvalue(p) + (ref if p is None and m.get("ci") is not None else ""),
+                 "mark": mark(better, significant) if delta is not None else "n/a"}
+        row = {"id": mid, **m, "group": group, "better": better, "relative": rel, "significant": significant,
+               "headline": mid in headline_ids, "note_ref": ref, "cells": cells}
+        by_id[mid] = row
         if mid.endswith("]") and "[" in mid:
             slices.append(row)
         else:
             groups.setdefault(group, []).append(row)
-    counts = {s: sum(r["status"] == s for r in rules) for s in STATUS_ORDER}
+
+    holm = False
+    rule_rows = []
+    for r in rules:
+        m = by_id.get(r.get("metric") or "")
+        p = _finite(r.get("p_value"))
+        p_adj = _finite(r.get("p_adjusted"))
+        sig = r.get("significant")
+        if sig is None and (p_adj if p_adj is not None else p) is not None:
+            sig = (p_adj if p_adj is not None else p) < alpha
+        shown_p = pvalue(p_adj if p_adj is not None else p)
+        if p_adj is not None and p is not None and abs(p_adj - p) > 1e-12:
+            holm = True
+            shown_p += "†"
+        rule_rows.append({**r, "relative": _is_relative(r), "metric_row": m, "significant": sig,
+                          "mark": mark(m["better"], sig) if m is not None and m["delta"] is not None else "",
+                          "cells": {"observed": _observed(r), "limit": _limit(r), "ci": _rule_ci(r), "p": shown_p}})
+
+    chart = None
+    shown_ids: list[str] = []
+    for mid in headline_ids:
+        row = by_id[mid]
+        b, c = _finite(row.get("baseline")), _finite(row.get("candidate"))
+        # scores and rates on a 0-1 scale only: a cost or a latency that happens to be below 1 is not a score
+        if mid in shown_ids or b is None or c is None or not row.get("higher_is_better", True):
+            continue
+        if 0 <= b <= 1 and 0 <= c <= 1:
+            shown_ids.append(mid)
+    shown_ids = shown_ids[:CHART_METRICS]
+    if shown_ids:
+        labels = ", ".join(markdown.mermaid_label(mid) for mid in shown_ids)
+        cand = ", ".join(f"{by_id[mid]['candidate']:.4f}" for mid in shown_ids)
+        base = ", ".join(f"{by_id[mid]['baseline']:.4f}" for mid in shown_ids)
+        # horizontal: metric ids are long, and a vertical category axis gives each its own line
+        height = 120 + 48 * len(shown_ids)
+        chart = {"metrics": shown_ids, "mermaid": "\n".join([
+            '%%{init: {"xyChart": {"width": 720, "height": ' + str(height) + '}}}%%',
+            "xychart-beta horizontal",
+            '    title "Headline metrics: candidate (bars) vs baseline (line)"',
+            f"    x-axis [{labels}]",
+            '    y-axis "score" 0 --> 1',
+            f"    bar [{cand}]",
+            f"    line [{base}]"])}
+
+    warnings = [{"rule": r["name"], "metric": r.get("metric"), "warning": r["warning"], "n": r.get("n"),
+                 "examples_needed": r.get("examples_needed"), "mde": r.get("mde")}
+                for r in rule_rows if isinstance(r.get("warning"), str) and r["warning"]]
+    seen: set[tuple] = set()
+    warnings = [w for w in warnings if (w["metric"], w["warning"]) not in seen and not seen.add((w["metric"], w["warning"]))]
+
     return {
         "results": results,
         "suite": results["suite"],
@@ -86,42 +427,109 @@ def context(results: dict[str, Any]) -> dict[str, Any]:
         "reason": results.get("reason", ""),
         "icon": ICONS.get(results["verdict"], ""),
         "marker": marker(results["suite"]),
-        "rules": rules,
-        "rule_counts": counts,
+        "rules": rule_rows,
+        "rule_counts": {s: sum(r["status"] == s for r in rules) for s in STATUS_ORDER},
         "metric_groups": groups,
         "metric_slices": slices,
+        "metrics": by_id,
         "models": results.get("models", {}),
         "tasks": tasks,
         "errors": results.get("errors", []),
+        "stats": stats,
+        "alpha": alpha,
+        "confidence": confidence,
+        "ci_label": f"{plain(confidence * 100)}% CI",
+        "holm": holm,
+        "notes": [{"ref": str(i).translate(_SUPERSCRIPT), "text": t} for t, i in notes.items()],
+        "sample_warnings": warnings,
+        "chart": chart,
+        "changes": _changes(tasks, examples),
+        "has_examples": examples is not None,
     }
+
+
+def _limited(full: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """The context a template sees: ``full`` with each section cut to ``limits``; ``hidden`` counts the cuts."""
+    ctx = dict(full)
+    hidden: dict[str, Any] = {"groups": {}}
+    attention = [r for r in full["rules"] if r["status"] in ATTENTION]
+    passing = [r for r in full["rules"] if r["status"] not in ATTENTION]
+    ctx["rules_attention"], hidden["failing_rules"] = _take(attention, limits.failing_rules)
+    ctx["rules_passing"], hidden["passing_rules"] = _take(passing, limits.passing_rules)
+    groups = {}
+    for g, rows in full["metric_groups"].items():
+        groups[g], hidden["groups"][g] = _top_metrics(rows, limits.metric_rows)
+    ctx["metric_groups"] = groups
+    ctx["metric_slices"], hidden["slices"] = _top_metrics(full["metric_slices"], limits.slices)
+    ctx["errors"], hidden["errors"] = _take(full["errors"], limits.errors)
+    ctx["sample_warnings"], hidden["warnings"] = _take(full["sample_warnings"], limits.warnings)
+    tasks = list(full["tasks"].items())
+    shown_tasks, hidden["tasks"] = _take(tasks, limits.tasks)
+    ctx["task_rows"] = dict(shown_tasks)
+    changes, hidden["changes"] = [], 0
+    for t in full["changes"]:
+        worse, w_cut = _take(t["worse"], limits.examples)
+        better, b_cut = _take(t["better"], limits.examples)
+        hidden["changes"] += w_cut + b_cut
+        changes.append({**t, "worse": [_example_view(e, t, limits) for e in worse],
+                        "better": [_example_view(e, t, limits) for e in better]})
+    ctx["changes"] = changes
+    ctx["limits"] = limits
+    ctx["hidden"] = hidden
+    ctx["shortened"] = limits != LEVELS[0]
+    ctx["budget"] = None
+    return ctx
+
+
+def _example_view(ex: dict[str, Any], task: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    key = task["key"]
+    d = digits_for(ex["baseline_value"], ex["candidate_value"])
+    summary = (f"{'▲' if ex['change'] > 0 else '▼'} {fixed(ex['change'], d, sign=True)} · "
+               f"{markdown.html_text(ex['id'], 60)} · {markdown.html_text(key, 30)} "
+               f"{fixed(ex['baseline_value'], d)} → {fixed(ex['candidate_value'], d)}")
+    fields = [f"**{markdown.text(name, 40)}**: {markdown.text(value, limits.text)}"
+              for name, value in list(ex["text"].items())[:4]]
+    return {**ex, "summary": summary, "fields": fields,
+            "baseline_lines": _role_lines(ex["baseline"], key, ex["baseline_value"], limits.text),
+            "candidate_lines": _role_lines(ex["candidate"], key, ex["candidate_value"], limits.text)}
+
+
+def context(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None = None,
+            limits: Limits | None = None) -> dict[str, Any]:
+    """Everything a template needs, derived from results.json (and examples.jsonl's rows, when given)."""
+    return _limited(_full(results, examples), limits or LEVELS[0])
+
+
+# --------------------------------------------------------------------------- rendering
 
 
 def environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
     env = jinja2.Environment(loader=loader, autoescape=False, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(md=markdown.text, code=markdown.code, num=_num, signed=_signed, observed=_observed,
-                       limit=_limit)
-    env.globals.update(status_icon=lambda s: ICONS.get(s, s))
+    env.filters.update(md=markdown.text, code=markdown.code, html=markdown.html_text, num=_num, signed=_signed,
+                       observed=_observed, limit=_limit, fixed=fixed, pvalue=pvalue, interval=interval, plain=plain)
+    env.globals.update(status_icon=lambda s: ICONS.get(s, s), mark=mark)
     return env
 
 
-def render(results: dict[str, Any], template: str | Path | None = None) -> str:
-    """The Markdown report; ``template`` is a user's Jinja2 file (default: the shipped one)."""
+def _template(template: str | Path | None) -> jinja2.Template:
     if template is None:
-        env = environment(jinja2.PackageLoader("gate.report", "templates"))
-        tmpl = env.get_template("report.md.j2")
-    else:
-        path = Path(template)
-        try:
-            source = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise BadInput(f"cannot read template: {exc.strerror}", path) from None
-        env = environment(jinja2.DictLoader({path.name: source}))
-        try:
-            tmpl = env.get_template(path.name)
-        except jinja2.TemplateSyntaxError as exc:
-            raise BadInput(f"template syntax error: {exc.message}", path, str(exc.lineno)) from None
-    ctx = context(results)
+        return environment(jinja2.PackageLoader("gate.report", "templates")).get_template("report.md.j2")
+    path = Path(template)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read template: {exc.strerror}", path) from None
+    except UnicodeDecodeError:
+        raise BadInput("cannot read template: not UTF-8 text", path) from None
+    env = environment(jinja2.DictLoader({path.name: source}))
+    try:
+        return env.get_template(path.name)
+    except jinja2.TemplateSyntaxError as exc:
+        raise BadInput(f"template syntax error: {exc.message}", path, str(exc.lineno)) from None
+
+
+def _render_one(tmpl: jinja2.Template, ctx: dict[str, Any], template: str | Path | None) -> str:
     try:
         out = tmpl.render(**ctx)
     except jinja2.TemplateError as exc:
@@ -131,3 +539,38 @@ def render(results: dict[str, Any], template: str | Path | None = None) -> str:
     if not out.startswith(ctx["marker"]):  # the sticky comment is found by the marker on its first line
         out = ctx["marker"] + "\n" + out
     return out
+
+
+def render(results: dict[str, Any], template: str | Path | None = None,
+           examples: Iterable[dict[str, Any]] | None = None, *, budget: int | None = REPORT_BUDGET) -> str:
+    """The Markdown report; ``template`` is a user's Jinja2 file (default: the shipped one); ``examples`` are
+    examples.jsonl's rows (for "biggest changes"). The report is shortened step by step until it fits
+    ``budget`` characters (None: never shortened)."""
+    tmpl = _template(template)
+    full = _full(results, examples)
+    out = ""
+    for limits in LEVELS if budget is not None else LEVELS[:1]:
+        ctx = _limited(full, limits)
+        ctx["budget"] = budget
+        out = _render_one(tmpl, ctx, template)
+        if budget is None or len(out) <= budget:
+            return out
+    # Only the rules that did not pass are left to cut: keep as many as fit (at least one), say how many more.
+    def attempt(keep: int) -> str:
+        ctx = _limited(full, replace(LEVELS[-1], failing_rules=keep))
+        ctx["budget"] = budget
+        return _render_one(tmpl, ctx, template)
+
+    attention = sum(r["status"] in ATTENTION for r in full["rules"])
+    lo, hi = 1, attention - 1
+    fits = None
+    while lo <= hi:  # the largest number of rows that fits
+        keep = (lo + hi) // 2
+        tried = attempt(keep)
+        if len(tried) <= budget:
+            fits, lo = tried, keep + 1
+        else:
+            hi = keep - 1
+    if fits is not None:
+        return fits
+    return attempt(1) if attention > 1 else out

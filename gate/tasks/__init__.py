@@ -45,6 +45,9 @@ class Task(Protocol):
 
     data: TaskData
     metrics: list[MetricDef]
+    #: the per-example value (a key of the example rows) and whether higher is better, by which the
+    #: report ranks the examples that changed most; None when no single value says it
+    example_score: tuple[str, bool] | None
 
     def texts(self) -> list[str]:
         """Every text the task needs embedded (duplicates allowed; the runner encodes each once)."""

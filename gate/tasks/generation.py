@@ -22,7 +22,7 @@ import numpy as np
 from gate import scorers as scorer_registry
 from gate.cases import Case, check_schema, check_tools, read_cases
 from gate.llm import ChatRequest, ChatResponse
-from gate.metrics import Arrays, MetricDef
+from gate.metrics import MetricDef, mean_of
 from gate.suite import ROLES, ModelSpec, TaskSpec
 from gate.tasks import Scores, TaskData
 from gate.tasks.generative import (DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, GenContext, Outcome, Planned, answer_json,
@@ -30,9 +30,8 @@ from gate.tasks.generative import (DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, GenC
 
 
 
-def pass_rate(arrays: Arrays) -> float:
-    values = np.asarray(arrays["pass"], dtype=np.float64)
-    return float(values.mean()) if values.size else float("nan")
+#: share of cases that pass (NaN without cases)
+pass_rate = mean_of("pass")
 
 
 class GenerationTask:
@@ -54,6 +53,8 @@ class GenerationTask:
                                   f"share of cases passing ({self.min_pass} of {self.repeats} samples passing "
                                   f"{', '.join(s.name for s in self.binary)})"))
         self.metrics = base + usage_metrics()
+        per_example = [s.primary for s in scorers if s.metrics[0].mean is not None]  # corpus BLEU has none
+        self.example_score = ("pass", True) if self.binary else ((per_example[0], True) if per_example else None)
         for code, label in enumerate(categories):
             self.metrics += [sliced(m, code, label) for m in base]
 

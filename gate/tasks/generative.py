@@ -91,6 +91,20 @@ def percentile(key: str, q: float):
     return compute
 
 
+def percentile_rows(key: str, q: float):
+    """:func:`percentile` per resample (a leading axis); rows holding a NaN take the exact per-row path."""
+    one = percentile(key, q)
+
+    def batch(arrays: Arrays) -> np.ndarray:
+        values = np.asarray(arrays[key], dtype=np.float64)
+        flat = values.reshape(len(values), -1)
+        if flat.shape[1] and np.isfinite(flat).all():
+            return np.percentile(flat, q, axis=1)
+        return np.array([one({key: row}) for row in flat])
+
+    return batch
+
+
 def total(key: str):
     """The sum of one array over everything (tokens, dollars); NaN when absent or empty."""
 
@@ -103,14 +117,32 @@ def total(key: str):
     return compute
 
 
+def total_rows(key: str):
+    """:func:`total` per resample (a leading axis)."""
+
+    def batch(arrays: Arrays) -> np.ndarray:
+        first = next(iter(arrays.values()))
+        if key not in arrays:
+            return np.full(len(first), np.nan)
+        values = np.asarray(arrays[key], dtype=np.float64)
+        flat = values.reshape(len(values), -1)
+        return flat.sum(axis=1) if flat.shape[1] else np.full(len(values), np.nan)
+
+    return batch
+
+
 def sliced(metric: MetricDef, code: int, label: str) -> MetricDef:
     """``metric`` restricted to the cases of one category: ``name[label]``."""
 
-    def compute(arrays: Arrays) -> float:
-        mask = np.asarray(arrays["category"]) == code
-        return metric.compute({k: v[mask] for k, v in arrays.items()})
+    def mask(arrays: Arrays) -> np.ndarray:
+        return np.asarray(arrays["category"]) == code
 
-    return MetricDef(f"{metric.name}[{label}]", metric.higher_is_better, compute,
+    def compute(arrays: Arrays) -> float:
+        keep = mask(arrays)
+        return metric.compute({k: v[keep] for k, v in arrays.items()})
+
+    mean = metric.mean
+    return MetricDef(f"{metric.name}[{label}]", metric.higher_is_better, mean.restricted(mask) if mean else compute,
                      f"{metric.description} (category {label})",
                      count=lambda arrays: int(np.sum(np.asarray(arrays["category"]) == code)))
 
@@ -119,13 +151,18 @@ def usage_metrics() -> list[MetricDef]:
     """Latency, tokens and cost: every generative task reports them the same way."""
     return [
         MetricDef("latency_p50_ms", False, percentile("latency_ms", 50),
-                  "median latency of a request in milliseconds (the successful attempt)"),
+                  "median latency of a request in milliseconds (the successful attempt)",
+                  batch=percentile_rows("latency_ms", 50)),
         MetricDef("latency_p99_ms", False, percentile("latency_ms", 99),
-                  "99th-percentile latency of a request in milliseconds (the successful attempt)"),
-        MetricDef("prompt_tokens", False, total("prompt_tokens"), "prompt tokens of every request, as reported"),
-        MetricDef("completion_tokens", False, total("completion_tokens"), "completion tokens, as reported"),
+                  "99th-percentile latency of a request in milliseconds (the successful attempt)",
+                  batch=percentile_rows("latency_ms", 99)),
+        MetricDef("prompt_tokens", False, total("prompt_tokens"), "prompt tokens of every request, as reported",
+                  batch=total_rows("prompt_tokens")),
+        MetricDef("completion_tokens", False, total("completion_tokens"), "completion tokens, as reported",
+                  batch=total_rows("completion_tokens")),
         MetricDef("cost_usd", False, total("cost_usd"),
-                  "list-price cost of the responses used (declared pricing; cached responses count too)"),
+                  "list-price cost of the responses used (declared pricing; cached responses count too)",
+                  batch=total_rows("cost_usd")),
     ]
 
 

@@ -94,6 +94,7 @@ class PairwiseTask:
         self.seed = fields.get("seed")
         self.judge_max_tokens = int(fields.get("judge_max_tokens", DEFAULT_JUDGE_MAX_TOKENS))
         self.metrics = METRICS + (REFERENCE_METRICS if reference else [])
+        self.example_score = ("win", True)
 
     @classmethod
     def load(cls, spec: TaskSpec) -> "PairwiseTask":

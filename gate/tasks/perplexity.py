@@ -34,13 +34,22 @@ def perplexity(arrays: Arrays) -> float:
     return _exp(float(np.sum(arrays["nll"])) / tokens) if tokens > 0 else float("nan")
 
 
+def perplexity_rows(arrays: Arrays) -> np.ndarray:
+    """:func:`perplexity` per resample (a leading axis)."""
+    nll = np.asarray(arrays["nll"], dtype=np.float64).sum(axis=1)
+    tokens = np.asarray(arrays["tokens"], dtype=np.float64).sum(axis=1)
+    return np.array([_exp(a / t) if t > 0 else float("nan") for a, t in zip(nll, tokens)])
+
+
 METRICS = [MetricDef("perplexity", False, perplexity,
-                     "exp of the mean negative log-likelihood per predicted token, over all texts")]
+                     "exp of the mean negative log-likelihood per predicted token, over all texts",
+                     batch=perplexity_rows)]
 
 
 class PerplexityTask:
     kind = "generative"
     metrics = METRICS
+    example_score = ("perplexity", False)
 
     def __init__(self, data: TaskData, texts: list[str], concurrency: int):
         self.data, self.texts, self.concurrency = data, texts, concurrency

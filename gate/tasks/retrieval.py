@@ -42,6 +42,7 @@ class RetrievalTask:
                  judgements: tuple[np.ndarray, np.ndarray, np.ndarray]):
         self.data, self.ks, self.queries, self.doc_ids, self.docs = data, ks, queries, doc_ids, docs
         self.q_idx, self.d_idx, self.rel = judgements
+        self.example_score = (f"ndcg@{ks[-1]}", True)
         self.metrics = [MetricDef(f"{m}@{k}", True, mean_of(f"{m}@{k}"), _DESCRIPTIONS[m].format(k=k))
                         for m in RANKING_METRICS for k in ks]
 

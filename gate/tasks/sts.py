@@ -9,11 +9,12 @@ and sharding work on the per-pair arrays).
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 from gate.data import Column, read_table
 from gate.errors import BadInput
 from gate.metrics import MetricDef
-from gate.metrics.correlation import pearson, spearman
+from gate.metrics.correlation import pearson, pearson_rows, spearman, spearman_rows
 from gate.suite import TaskSpec
 from gate.tasks import Embed, Scores, TaskData
 
@@ -21,14 +22,27 @@ COLUMNS = [Column("sentence1", "text"), Column("sentence2", "text"), Column("sco
 
 METRICS = [
     MetricDef("spearman", True, lambda a: spearman(a["cosine"], a["gold"]),
-              "Spearman correlation between cosine similarity and the human score"),
+              "Spearman correlation between cosine similarity and the human score",
+              batch=lambda a: spearman_rows(a["cosine"], a["gold"])),
     MetricDef("pearson", True, lambda a: pearson(a["cosine"], a["gold"]),
-              "Pearson correlation between cosine similarity and the human score"),
+              "Pearson correlation between cosine similarity and the human score",
+              batch=lambda a: pearson_rows(a["cosine"], a["gold"])),
 ]
+
+
+def rank_error(cosine: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """Per pair, how far its rank by cosine is from its rank by human score, as a share of n.
+
+    Spearman is the correlation of these ranks, so the pairs with the largest rank error are
+    the ones that pull it down: the per-example view of the metric for the report.
+    """
+    n = len(gold)
+    return np.abs(rankdata(cosine) - rankdata(gold)) / n
 
 
 class STSTask:
     metrics = METRICS
+    example_score = ("rank_error", False)
 
     def __init__(self, data: TaskData, s1: list[str], s2: list[str], gold: np.ndarray):
         self.data, self.s1, self.s2, self.gold = data, s1, s2, gold
@@ -56,4 +70,5 @@ class STSTask:
     def score(self, embed: Embed) -> Scores:
         a, b = embed(self.s1), embed(self.s2)
         cosine = np.einsum("ij,ij->i", a, b, dtype=np.float64)
-        return Scores({"cosine": cosine, "gold": self.gold})
+        errors = rank_error(cosine, self.gold)
+        return Scores({"cosine": cosine, "gold": self.gold}, [{"rank_error": float(e)} for e in errors])

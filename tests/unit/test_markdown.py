@@ -241,3 +241,15 @@ def test_code_html_is_literal_inside_span(md):
 ])
 def test_text_breaks_every_mention_and_issue_reference(value, broken):
     assert text(value) == broken
+
+
+@pytest.mark.parametrize("raw", ["# heading", "###### h", "12. item", "3) item", "- item", "+ item",
+                                 "$\\Huge{x}$ and $$y$$"])
+def test_text_cannot_start_a_block_or_math(raw):
+    import cmarkgfm
+
+    rendered = cmarkgfm.github_flavored_markdown_to_html("- " + text(raw))
+    assert rendered.count("<li>") == 1 and "<h" not in rendered and "<ol" not in rendered
+    assert rendered.count("<ul>") == 1
+    assert rendered.count("$") == raw.count("$")  # dollars stay text: GitHub's math needs them unescaped
+    assert text(raw).count("$") == text(raw).count("\\$")

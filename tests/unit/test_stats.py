@@ -190,13 +190,22 @@ def test_same_seed_bit_identical_other_seed_close(gold, cosines):
     assert r1 == r2
 
 
-def test_too_few_examples(gold, cosines):
+def test_too_few_examples_no_ci_but_the_exact_tests(gold, cosines, correct):
     b, c = cosines[0][:5], cosines[1][:5]
     s = paired_mean_delta(b, c)
-    assert s.ci is None and s.p_value is None and "5 examples" in s.reason
+    assert s.ci is None and "5 examples; at least 10 are needed to bootstrap a CI" == s.reason
     assert s.delta == pytest.approx(np.mean(c - b))
-    g = paired_delta(_spearman, {"cosine": b, "gold": gold[:5]}, {"cosine": c, "gold": gold[:5]})
-    assert g.ci is None and g.p_value is None and "5 examples" in g.reason and g.n == 5
+    # the sign-flip test is exact at n = 5: all 32 flips, the same as scipy's exact permutation test
+    ref = stats.permutation_test((b, c), lambda x, y, axis=-1: np.mean(y - x, axis=axis), vectorized=True,
+                                 permutation_type="samples", n_resamples=np.inf)
+    assert s.method == "sign-flip-exact" and s.p_value == pytest.approx(ref.pvalue)
+    g = paired_delta(_spearman, {"cosine": b, "gold": gold[:5]}, {"cosine": c, "gold": gold[:5]}, resamples=100)
+    assert g.ci is None and "5 examples" in g.reason and g.n == 5 and g.method == "swap-exact"
+    assert 0.0 < g.p_value <= 1.0
+    bb, cc = correct[0][:6].astype(float), correct[1][:6].astype(float)
+    m = paired_mean_delta(bb, cc)
+    assert m.ci is None and m.method == "mcnemar-exact"
+    assert paired_mean_delta(np.array([]), np.array([])).p_value is None
 
 
 def test_mostly_undefined_resamples_give_no_ci(cosines):

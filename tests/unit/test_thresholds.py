@@ -593,13 +593,13 @@ def test_rules_from_data_reads_every_field_and_defaults():
 @pytest.mark.parametrize("condition", ["min", "max", "min_delta", "max_drop", "max_ratio"])
 def test_load_thresholds_accepts_each_condition(tmp_path, condition):
     p = write_json(tmp_path, {"version": 1, "rules": [{"metric": "a/b", condition: 0.5}]})
-    assert load_thresholds(p) == [Rule(condition=condition, limit=0.5, metric="a/b")]
+    assert load_thresholds(p).rules == [Rule(condition=condition, limit=0.5, metric="a/b")]
 
 
 def test_load_thresholds_yaml(tmp_path):
     p = tmp_path / "t.yaml"
     p.write_text("version: 1\nrules:\n  - group: target\n    min_delta: 0.05\n    relative: true\n", encoding="utf-8")
-    assert load_thresholds(p) == [Rule("min_delta", 0.05, group="target", relative=True)]
+    assert load_thresholds(p).rules == [Rule("min_delta", 0.05, group="target", relative=True)]
 
 
 def test_load_thresholds_empty_rule_list_is_bad_input(tmp_path):
@@ -762,7 +762,7 @@ def test_repo_example_thresholds_validates():
     path = REPO_ROOT / "thresholds.example.json"
     if not path.exists():
         pytest.skip("thresholds.example.json is not at the repo root yet (contracts §4 requires it)")
-    rules = load_thresholds(path)
+    rules = load_thresholds(path).rules
     assert rules
     conditions = {r.condition for r in rules}
     # The go/no-go checklist needs at least an improvement, a regression and a ratio rule.
@@ -773,6 +773,6 @@ def test_demo_thresholds_validate():
     path = REPO_ROOT / "examples" / "demo" / "thresholds.json"
     if not path.exists():
         pytest.skip("examples/demo/thresholds.json is not present")
-    rules = load_thresholds(path)
+    rules = load_thresholds(path).rules
     assert rules
     assert all(isinstance(r.limit, float) and not math.isnan(r.limit) for r in rules)
