@@ -133,7 +133,10 @@ def server():
         right = {"text": c["expected"]}
         rules += [(last_user(c), "tuned", right), (last_user(c), "greedy", right),
                   (last_user(c), "base", right if i < 6 else {"text": "I am not sure."})]
-    with OpenAIServer(latency=0.1, api_key=KEY) as srv:
+    # Both models answer after the same fixed latency, so the checklist's "p99 at most 2x baseline" must pass.
+    # Measured latency also holds the client's own pauses (a garbage collection of the whole test process can
+    # take a few hundred ms on this 2-core machine): a base latency of 0.3 s keeps such a pause below 2x.
+    with OpenAIServer(latency=0.3, api_key=KEY) as srv:
         # the longest match first, so a query that is part of a longer one never takes its answer
         for match, model, answer in sorted(rules, key=lambda r: -len(r[0])):
             srv.answer(answer.get("text"), match=match, model=model, tool_calls=answer.get("tool_calls"))
