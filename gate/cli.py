@@ -116,11 +116,14 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
               help="Seed for anything random (sent with generative requests); recorded in results.json.")
 @click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap resamples (and random permutations) behind each metric's CI and p-value.")
+@click.option("--shard", metavar="I/N",
+              help="Evaluate only the I-th of N slices of every task's examples and write raw scores to OUT "
+                   "(no verdict); combine the N folders with `gate merge`.")
 @click.option("--dry-run", is_flag=True,
               help="Print the requests, estimated tokens and cost per model, then exit 0 without calling any model.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
 def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Path | None, out: Path,
-        cache: Path | None, seed: int, resamples: int, dry_run: bool, quiet: bool) -> None:
+        cache: Path | None, seed: int, resamples: int, shard: str | None, dry_run: bool, quiet: bool) -> None:
     """Evaluate baseline and candidate on every task of SUITE and apply the thresholds.
 
     Writes OUT/results.json, OUT/report.md and OUT/examples.jsonl, prints a short
@@ -142,6 +145,11 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
         overrides["baseline"] = parse_model_spec(baseline, "--baseline")
     if candidate:
         overrides["candidate"] = parse_model_spec(candidate, "--candidate")
+    shard_of = None
+    if shard is not None:
+        from gate.shards import parse_shard
+
+        shard_of = parse_shard(shard)
     loaded = load_suite(suite)
     if dry_run:
         from gate.plan import format_plan, plan_suite
@@ -151,7 +159,60 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
             load_thresholds(thresholds)  # a bad thresholds file is bad input in a dry run too
         click.echo(format_plan(plan_suite(loaded, overrides, seed, cache)))
         return
+    if shard_of is not None:
+        _run_shard(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, shard_of)
+        return
     _run_and_report(loaded, overrides, thresholds, out, cache, seed, quiet, resamples)
+
+
+def _run_shard(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None, seed: int,
+               quiet: bool, resamples: int, shard: tuple[int, int]) -> None:
+    from gate.pipeline import evaluate_to_dir
+
+    log = _Log(quiet)
+    if thresholds:
+        log("a shard writes raw scores only: the thresholds are applied by `gate merge --thresholds`")
+    outcome = evaluate_to_dir(loaded_suite, overrides=overrides, thresholds=None, out=out, cache=cache, seed=seed,
+                              log=log, show_progress=_show_progress(quiet), resamples=resamples, shard=shard)
+    errors = outcome.results["errors"]
+    click.echo(f"gate: shard {shard[0]}/{shard[1]} of {loaded_suite.name} written to {out}"
+               f"{f' with {len(errors)} error(s)' if errors else ''}; combine the shards with `gate merge`")
+    for err in errors[:5]:
+        click.echo(f"  [error] {err}")
+    click.get_current_context().exit(VERDICT_EXIT["error"] if errors else 0)
+
+
+@cli.command()
+@click.argument("folders", metavar="DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--thresholds", type=click.Path(path_type=Path), help="Thresholds file whose rules decide the verdict.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("gate-out"), show_default=True,
+              help="Folder for results.json, report.md and examples.jsonl.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+def merge(folders: tuple[Path, ...], thresholds: Path | None, out: Path, quiet: bool) -> None:
+    """Combine the folders of `gate run --shard I/N` (all N of one run) into that run's results.
+
+    Checks that the shards belong together (same suite file, models, seed and
+    resamples; every shard once), reloads the suite's data (no model), joins the
+    per-example scores in order and computes metrics, statistics, rules and the
+    report exactly as a single run does. Run it in the checkout the shards ran on.
+    Exits with the verdict's code.
+
+    \b
+    Example (the last job of an Actions matrix):
+      gate merge shards/* --thresholds thresholds.json --out gate-out
+    """
+    from gate.documents import file_sha256
+    from gate.report import render
+    from gate.results import write_outputs
+    from gate.shards import merge_shards
+    from gate.thresholds import load_thresholds
+
+    rules = load_thresholds(thresholds) if thresholds else None
+    results, examples = merge_shards(list(folders), rules, file_sha256(thresholds) if thresholds else None,
+                                     _Log(quiet))
+    paths = write_outputs(out, results, render(results, examples=examples), examples)
+    _summary(results, paths)
+    click.get_current_context().exit(VERDICT_EXIT[results["verdict"]])
 
 
 def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None,

@@ -18,7 +18,8 @@ class Outcome:
 
 def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds: Path | None, out: Path,
                     cache: Path | None = None, seed: int = 0, log: Callable[[str], None] = lambda m: None,
-                    show_progress: bool = False, resamples: int | None = None) -> Outcome:
+                    show_progress: bool = False, resamples: int | None = None,
+                    shard: tuple[int, int] | None = None) -> Outcome:
     """Run the suite, apply the thresholds, write results.json / report.md / examples.jsonl into ``out``.
 
     The thresholds are read first, so a bad file is bad input before any model loads."""
@@ -39,11 +40,15 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
         output = run_suite(suite, overrides=overrides, rules=rules, seed=seed, cache=store, responses=responses,
                            model_cache_dir=cache, log=log, show_progress=show_progress,
                            thresholds_sha256=file_sha256(thresholds) if thresholds else None,
-                           resamples=resamples or DEFAULT_RESAMPLES)
+                           resamples=resamples or DEFAULT_RESAMPLES, shard=shard)
     finally:
         for opened in (store, responses):
             if opened:
                 opened.close()
+    if shard is not None:
+        from gate.shards import write_shard
+
+        return Outcome(output.results, "", write_shard(out, suite.path, output, shard))
     report = render(output.results, examples=output.examples)
     paths = write_outputs(out, output.results, report, output.examples)
     return Outcome(output.results, report, paths)

@@ -77,9 +77,22 @@ class LoadedModel:
 
 
 @dataclass
+class TaskRun:
+    """One task's raw outcome: per-role scores (None where the model failed) and what to record about it.
+
+    Everything in ``results.json`` is derived from these by :func:`derive`, whether they come from
+    this process or from the shards of ``gate run --shard`` (``gate merge``)."""
+
+    task: Task
+    scores: dict[str, Scores | None]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunOutput:
     results: dict[str, Any]
     examples: list[dict[str, Any]] = field(default_factory=list)
+    task_runs: list[TaskRun] = field(default_factory=list)
 
 
 def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str], cache: EmbeddingCache | None,
@@ -120,9 +133,16 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
               generator_loader: GeneratorLoader = load_generator, cache: EmbeddingCache | None = None,
               responses: ResponseCache | None = None, model_cache_dir: Path | None = None,
               policy: RetryPolicy | None = None, log: Log = lambda msg: None, show_progress: bool = False,
-              thresholds_sha256: str | None = None, resamples: int = DEFAULT_RESAMPLES) -> RunOutput:
-    """Evaluate the suite and decide. Bad input raises before any model loads; model failures are recorded."""
+              thresholds_sha256: str | None = None, resamples: int = DEFAULT_RESAMPLES,
+              shard: tuple[int, int] | None = None) -> RunOutput:
+    """Evaluate the suite and decide. Bad input raises before any model loads; model failures are recorded.
+
+    With ``shard=(i, n)`` only the i-th of n slices of every task's examples is evaluated (tasks that
+    need all their examples at once run whole in shard 1) and the output's ``task_runs`` are what
+    ``gate merge`` combines; the results of a shard are not a verdict."""
     task_models, tasks = prepare(suite, overrides, log)
+    if shard is not None:
+        tasks = shard_tasks(tasks, *shard, log)
     models = _check_models(task_models, tasks)
     errors = _encode_all(models, [t for t in tasks if _kind(t) == "embedding"], task_models, loader, cache, log,
                          show_progress)
@@ -137,21 +157,35 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
         for key, model in models.items():
             if key in runtime.identities:
                 model.fingerprint = runtime.identities[key]
-    log(f"comparing: paired bootstrap ({resamples} resamples) and permutation tests for every metric")
-    start = time.perf_counter()
-    metrics, task_info, examples = _score_all(tasks, task_models, models, outcomes, seed or 0, resamples)
-    log(f"  {len(metrics)} metrics compared in {time.perf_counter() - start:.1f} s")
-    thresholds = rules if isinstance(rules, Thresholds) else Thresholds(list(rules or []))
-    rule_results, verdict, reason = judge(thresholds, metrics, task_info, errors)
+    task_runs = _collect(tasks, task_models, models, outcomes)
     first = task_models[suite.tasks[0].name]
     top_models = {}
     for role in ROLES:
         spec = suite.override(role, overrides) or first[role]
         loaded = models.get(spec.key)
         top_models[role] = _model_json(loaded) if loaded else {"spec": spec.spec, "fingerprint": None}
+    if shard is not None:
+        return RunOutput({"suite": suite.name, "models": top_models, "errors": errors, "seed": seed,
+                          "resamples": resamples}, [], task_runs)
+    results, examples = decide_run(suite.name, task_runs, top_models, errors, rules, seed, resamples,
+                                   thresholds_sha256, log)
+    return RunOutput(results, examples, task_runs)
+
+
+def decide_run(suite_name: str, task_runs: list[TaskRun], top_models: dict[str, Any], errors: list[str],
+               rules: "Thresholds | list[Rule] | None", seed: int | None, resamples: int,
+               thresholds_sha256: str | None, log: Log = lambda msg: None
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Metrics, statistics, rules and verdict from raw task outcomes: the one path a run and a merge share."""
+    log(f"comparing: paired bootstrap ({resamples} resamples) and permutation tests for every metric")
+    start = time.perf_counter()
+    metrics, task_info, examples = derive(task_runs, seed or 0, resamples)
+    log(f"  {len(metrics)} metrics compared in {time.perf_counter() - start:.1f} s")
+    thresholds = rules if isinstance(rules, Thresholds) else Thresholds(list(rules or []))
+    rule_results, verdict, reason = judge(thresholds, metrics, task_info, errors)
     results = {
         "schema_version": 1,
-        "suite": suite.name,
+        "suite": suite_name,
         "verdict": verdict,
         "reason": reason,
         "gate_version": gate.__version__,
@@ -165,7 +199,32 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
         "rules": [r.to_json() for r in rule_results],
         "errors": errors,
     }
-    return RunOutput(results, examples)
+    return results, examples
+
+
+def shard_bounds(n: int, index: int, count: int) -> tuple[int, int]:
+    """The examples ``[lo, hi)`` of shard ``index`` (1-based) of ``count``: contiguous, sizes differing by 1 at most."""
+    return n * (index - 1) // count, n * index // count
+
+
+def shard_tasks(tasks: list[Task], index: int, count: int, log: Log = lambda msg: None) -> list[Task]:
+    """Every task restricted to its slice for shard ``index`` of ``count`` (see :func:`run_suite`)."""
+    out = []
+    for task in tasks:
+        if not getattr(task, "shardable", True):
+            if index == 1:
+                task.shard_rows = (0, task.data.n, task.data.n)
+                out.append(task)
+            log(f"task {task.data.spec.name}: needs all its examples at once, "
+                + ("runs whole in this shard" if index == 1 else "runs whole in shard 1"))
+            continue
+        lo, hi = shard_bounds(task.data.n, index, count)
+        log(f"task {task.data.spec.name}: examples {lo + 1}-{hi} of {task.data.n} (shard {index}/{count})")
+        if hi > lo:
+            part = task.select(range(lo, hi))
+            part.shard_rows = (lo, hi, task.data.n)
+            out.append(part)
+    return out
 
 
 def prepare(suite: Suite, overrides: dict[str, ModelSpec] | None, log: Log = lambda msg: None
@@ -327,26 +386,41 @@ def _encode_all(models: dict[tuple, LoadedModel], tasks: list[Task], task_models
     return errors
 
 
-def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel],
-               outcomes: dict[str, Outcome], seed: int, resamples: int
-               ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Raw scores per task and role, every metric and its paired statistics, and the per-example rows."""
-    metrics: dict[str, dict[str, Any]] = {}
-    task_info: dict[str, dict[str, Any]] = {}
-    examples: list[dict[str, Any]] = []
+def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel],
+             outcomes: dict[str, Outcome]) -> list[TaskRun]:
+    """Each task's raw per-role scores (embedding tasks score here, from the encoded tables)."""
+    runs = []
     for task in tasks:
         name = task.data.spec.name
         pair = task_models[name]
-        scores: dict[str, Scores | None] = {}
-        values: dict[str, dict[str, float]] = {}
         outcome = outcomes.get(name)
+        scores: dict[str, Scores | None] = {}
         for role in ROLES:
             if outcome is not None:
                 scores[role] = outcome.scores.get(role)
             else:
                 table = models[pair[role].key].table
                 scores[role] = task.score(table) if table is not None else None
-            values[role] = {m.name: m.compute(scores[role].arrays) for m in task.metrics} if scores[role] else {}
+        info: dict[str, Any] = {}
+        if task.data.spec.models:
+            info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
+        if outcome is not None:
+            info.update(outcome.info)
+        runs.append(TaskRun(task, scores, info))
+    return runs
+
+
+def derive(task_runs: list[TaskRun], seed: int, resamples: int
+           ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Every metric and its paired statistics, the task records and the per-example rows, from raw scores."""
+    metrics: dict[str, dict[str, Any]] = {}
+    task_info: dict[str, dict[str, Any]] = {}
+    examples: list[dict[str, Any]] = []
+    for run in task_runs:
+        task, scores = run.task, run.scores
+        name = task.data.spec.name
+        values = {role: ({m.name: m.compute(scores[role].arrays) for m in task.metrics} if scores[role] else {})
+                  for role in ROLES}
         scored = next((scores[r] for r in ROLES if scores[r] is not None), None)
         for m in task.metrics:
             mid = f"{name}/{m.name}"
@@ -373,12 +447,11 @@ def _score_all(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], 
         if task.example_score is not None:
             key, higher = task.example_score
             info["example_score"] = {"key": key, "higher_is_better": higher}
-        if task.data.spec.models:
-            info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
+        if "models" in run.info:
+            info["models"] = run.info["models"]
         if task.data.notes:
             info["notes"] = task.data.notes
-        if outcome is not None:
-            info.update(outcome.info)
+        info.update({k: v for k, v in run.info.items() if k != "models"})
         task_info[name] = info
         examples.extend(_examples(task, scores))
     return metrics, task_info, examples
@@ -402,6 +475,8 @@ def _example_value(value: np.ndarray) -> Any:
 
 
 def _examples(task: Task, scores: dict[str, Scores | None]) -> list[dict[str, Any]]:
+    whole_set = getattr(task, "example_values", None)
+    derived = {role: whole_set(s.arrays) for role, s in scores.items() if s is not None} if whole_set else {}
     rows = []
     for i, ex_id in enumerate(task.data.example_ids):
         row: dict[str, Any] = {"task": task.data.spec.name, "id": ex_id, "text": task.data.example_text[i]}
@@ -418,6 +493,8 @@ def _examples(task: Task, scores: dict[str, Scores | None]) -> list[dict[str, An
                     values[key] = value
             if s.extras is not None:
                 values.update(s.extras[i])
+            for key, array in derived.get(role, {}).items():
+                values[key] = _metric_value(float(array[i]))
             row[role] = values
         rows.append(row)
     return rows

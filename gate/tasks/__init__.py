@@ -7,8 +7,9 @@ functions of the per-example arrays the task returns, so they stay pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -38,6 +39,28 @@ class TaskData:
     example_text: list[dict[str, str]]
     notes: list[str] = field(default_factory=list)
 
+    def subset(self, indices: Sequence[int]) -> "TaskData":
+        """The same task's data restricted to some examples (a shard), in the order given."""
+        return replace(self, n=len(indices), example_ids=[self.example_ids[i] for i in indices],
+                       example_text=[self.example_text[i] for i in indices])
+
+
+def selected(task: Any, indices: Sequence[int], **per_example: Sequence[Any]) -> Any:
+    """A shallow copy of ``task`` holding only the examples at ``indices``.
+
+    ``per_example`` names each attribute that has one entry per example (it is subset the same
+    way); everything else (a corpus, a train split, the category list) stays shared and whole,
+    so a shard scores its examples exactly as the full task would.
+    """
+    out = copy.copy(task)
+    out.data = task.data.subset(indices)
+    for name, values in per_example.items():
+        if isinstance(values, np.ndarray):
+            setattr(out, name, values[np.asarray(indices, dtype=np.int64)])
+        else:
+            setattr(out, name, [values[i] for i in indices])
+    return out
+
 
 class Task(Protocol):
     """An embedding task (``sts``, ``retrieval``). Generative tasks (``kind = "generative"``) implement
@@ -54,6 +77,10 @@ class Task(Protocol):
 
     def score(self, embed: Embed) -> Scores:
         """Per-example raw scores for one model."""
+
+    def select(self, indices: Sequence[int]) -> "Task":
+        """The task restricted to the examples at ``indices`` (``gate run --shard``); tasks that need every
+        example at once (clustering) set ``shardable = False`` instead and run whole in shard 1."""
 
 
 def load_task(spec: TaskSpec) -> Task:

@@ -24,7 +24,7 @@ from gate.cases import Case, check_schema, check_tools, read_cases
 from gate.llm import ChatRequest, ChatResponse
 from gate.metrics import MetricDef, mean_of
 from gate.suite import ROLES, ModelSpec, TaskSpec
-from gate.tasks import Scores, TaskData
+from gate.tasks import Scores, TaskData, selected
 from gate.tasks.generative import (DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, GenContext, Outcome, Planned, answer_json,
                                    sliced, task_seed, usage_arrays, usage_metrics)
 
@@ -85,6 +85,10 @@ class GenerationTask:
             example_text=[{"prompt": _last_user(c)} for c in case_set.cases],
         )
         return cls(data, case_set.cases, [scorer_registry.get(n) for n in names], fields, categories)
+
+    def select(self, indices) -> "GenerationTask":
+        """The cases at ``indices``; the category list stays the full task's, so codes match across shards."""
+        return selected(self, indices, cases=self.cases)
 
     def _seed(self, ctx_seed: int | None) -> int:
         return task_seed(self.seed, ctx_seed)

@@ -30,7 +30,7 @@ from gate.cases import Case, check_tools, read_cases
 from gate.llm import ChatRequest, ChatResponse
 from gate.metrics import MetricDef, mean_of
 from gate.suite import ROLES, ModelSpec, TaskSpec
-from gate.tasks import Scores, TaskData
+from gate.tasks import Scores, TaskData, selected
 from gate.tasks.generative import (DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS, GenContext, Outcome, Planned, answer_json,
                                    task_seed)
 
@@ -108,6 +108,9 @@ class PairwiseTask:
                         example_ids=[c.id for c in case_set.cases],
                         example_text=[{"request": render_request(c)} for c in case_set.cases])
         return cls(data, case_set.cases, fields, spec.model("judge"), spec.model("reference"))
+
+    def select(self, indices) -> "PairwiseTask":
+        return selected(self, indices, cases=self.cases)
 
     def extra_models(self) -> list[ModelSpec]:
         """Models besides baseline and candidate that this task loads (checked before anything runs)."""

@@ -18,7 +18,7 @@ import numpy as np
 from gate.data import Column, read_table
 from gate.metrics import Arrays, MetricDef
 from gate.suite import ROLES, ModelSpec, TaskSpec
-from gate.tasks import Scores, TaskData
+from gate.tasks import Scores, TaskData, selected
 from gate.tasks.generative import CHARS_PER_TOKEN, DEFAULT_CONCURRENCY, GenContext, Outcome, Planned
 
 COLUMNS = [Column("text", "text"), Column("id", "optional_text")]
@@ -62,6 +62,9 @@ class PerplexityTask:
         data = TaskData(spec=spec, n=len(texts), data_sha256={"data": table.sha256}, example_ids=ids,
                         example_text=[{"text": t} for t in texts])
         return cls(data, texts, int(spec.fields.get("concurrency", DEFAULT_CONCURRENCY)))
+
+    def select(self, indices) -> "PerplexityTask":
+        return selected(self, indices, texts=self.texts)
 
     def plan(self, pair: dict[str, ModelSpec], seed: int | None) -> list[Planned]:
         tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in self.texts)

@@ -18,7 +18,7 @@ from gate.metrics import MetricDef, mean_of
 from gate.metrics.ranking import RANKING_METRICS, gains_matrix, ideal_gains, per_query_metrics
 from gate.search import top_k
 from gate.suite import TaskSpec
-from gate.tasks import Embed, Scores, TaskData
+from gate.tasks import Embed, Scores, TaskData, selected
 
 DEFAULT_K = [1, 5, 10]
 SHOWN_DOCS = 10
@@ -94,6 +94,16 @@ class RetrievalTask:
         )
         return cls(data, ks, [r["text"] for r in rows], [r["id"] for r in ct.rows],
                    [_doc_text(r) for r in ct.rows], judgements)
+
+    def select(self, indices) -> "RetrievalTask":
+        """The queries at ``indices`` (renumbered, with their judgements); the corpus stays whole."""
+        idx = np.asarray(indices, dtype=np.int64)
+        new = np.full(len(self.queries), -1, dtype=np.int64)
+        new[idx] = np.arange(len(idx))
+        keep = new[self.q_idx] >= 0
+        out = selected(self, indices, queries=self.queries)
+        out.q_idx, out.d_idx, out.rel = new[self.q_idx[keep]], self.d_idx[keep], self.rel[keep]
+        return out
 
     def texts(self) -> list[str]:
         return self.queries + self.docs

@@ -16,7 +16,7 @@ from gate.errors import BadInput
 from gate.metrics import MetricDef
 from gate.metrics.correlation import pearson, pearson_rows, spearman, spearman_rows
 from gate.suite import TaskSpec
-from gate.tasks import Embed, Scores, TaskData
+from gate.tasks import Embed, Scores, TaskData, selected
 
 COLUMNS = [Column("sentence1", "text"), Column("sentence2", "text"), Column("score", "number")]
 
@@ -64,11 +64,18 @@ class STSTask:
         )
         return cls(data, s1, s2, gold)
 
+    def select(self, indices) -> "STSTask":
+        return selected(self, indices, s1=self.s1, s2=self.s2, gold=self.gold)
+
     def texts(self) -> list[str]:
         return self.s1 + self.s2
 
     def score(self, embed: Embed) -> Scores:
         a, b = embed(self.s1), embed(self.s2)
         cosine = np.einsum("ij,ij->i", a, b, dtype=np.float64)
-        errors = rank_error(cosine, self.gold)
-        return Scores({"cosine": cosine, "gold": self.gold}, [{"rank_error": float(e)} for e in errors])
+        return Scores({"cosine": cosine, "gold": self.gold})
+
+    def example_values(self, arrays) -> dict[str, np.ndarray]:
+        """Per-example values shown in examples.jsonl that depend on the whole set (ranks): computed from the
+        complete arrays, so a merge of shards shows what a single run shows."""
+        return {"rank_error": rank_error(arrays["cosine"], arrays["gold"])}
