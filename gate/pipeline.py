@@ -40,7 +40,8 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
         output = run_suite(suite, overrides=overrides, rules=rules, seed=seed, cache=store, responses=responses,
                            model_cache_dir=cache, log=log, show_progress=show_progress,
                            thresholds_sha256=file_sha256(thresholds) if thresholds else None,
-                           resamples=resamples or DEFAULT_RESAMPLES, shard=shard)
+                           resamples=resamples or DEFAULT_RESAMPLES, shard=shard,
+                           maps_dir=Path(out) / "maps" if shard is None else None)
     finally:
         for opened in (store, responses):
             if opened:

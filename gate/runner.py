@@ -134,7 +134,7 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
               responses: ResponseCache | None = None, model_cache_dir: Path | None = None,
               policy: RetryPolicy | None = None, log: Log = lambda msg: None, show_progress: bool = False,
               thresholds_sha256: str | None = None, resamples: int = DEFAULT_RESAMPLES,
-              shard: tuple[int, int] | None = None) -> RunOutput:
+              shard: tuple[int, int] | None = None, maps_dir: Path | None = None) -> RunOutput:
     """Evaluate the suite and decide. Bad input raises before any model loads; model failures are recorded.
 
     With ``shard=(i, n)`` only the i-th of n slices of every task's examples is evaluated (tasks that
@@ -158,6 +158,8 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
             if key in runtime.identities:
                 model.fingerprint = runtime.identities[key]
     task_runs = _collect(tasks, task_models, models, outcomes)
+    if maps_dir is not None and shard is None:
+        _draw_maps(task_runs, task_models, models, maps_dir, seed or 0, log)
     first = task_models[suite.tasks[0].name]
     top_models = {}
     for role in ROLES:
@@ -410,6 +412,30 @@ def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], mo
     return runs
 
 
+def _draw_maps(task_runs: list[TaskRun], task_models: dict[str, dict[str, ModelSpec]],
+               models: dict[tuple, LoadedModel], maps_dir: Path, seed: int, log: Log) -> None:
+    """The t-SNE maps of tasks with ``map: true`` (a picture for people; a failure is a note, not an error)."""
+    for run in task_runs:
+        spec = run.task.data.spec
+        if not spec.fields.get("map") or not hasattr(run.task, "labelled_texts"):
+            continue
+        texts, labels = run.task.labelled_texts()
+        tables = {role: models[task_models[spec.name][role].key].table for role in ROLES}
+        embeddings = {role: table(texts) for role, table in tables.items() if table is not None}
+        if not embeddings or len(texts) < 3:
+            continue
+        from gate.embedding_map import write_map
+
+        path = maps_dir / f"{spec.name}.png"
+        log(f"task {spec.name}: drawing the embedding map {path}")
+        try:
+            write_map(path, embeddings, labels, seed=seed, title=f"{spec.name}: texts by label")
+        except (OSError, ValueError) as exc:
+            run.task.data.notes.append(f"the embedding map could not be drawn: {exc}")
+            continue
+        run.info["map"] = f"{maps_dir.name}/{path.name}"
+
+
 def derive(task_runs: list[TaskRun], seed: int, resamples: int
            ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Every metric and its paired statistics, the task records and the per-example rows, from raw scores."""
@@ -476,6 +502,7 @@ def _example_value(value: np.ndarray) -> Any:
 
 def _examples(task: Task, scores: dict[str, Scores | None]) -> list[dict[str, Any]]:
     whole_set = getattr(task, "example_values", None)
+    hidden = getattr(task, "hidden_arrays", frozenset({"category"}))
     derived = {role: whole_set(s.arrays) for role, s in scores.items() if s is not None} if whole_set else {}
     rows = []
     for i, ex_id in enumerate(task.data.example_ids):
@@ -486,7 +513,7 @@ def _examples(task: Task, scores: dict[str, Scores | None]) -> list[dict[str, An
                 continue
             values: dict[str, Any] = {}
             for key, array in s.arrays.items():
-                if key == "category":
+                if key in hidden:
                     continue
                 value = _example_value(np.asarray(array[i], dtype=np.float64))
                 if value is not _SKIP:

@@ -61,6 +61,17 @@ def check(spec: ModelSpec) -> None:
                        location=where)
 
 
+def half_precision(dtype: str, device_type: str) -> bool:
+    """Whether to encode in float16: ``dtype: float16``, or ``auto`` (the default) on a CUDA device.
+
+    CPUs gain nothing from float16 (and lose accuracy), so ``auto`` keeps float32 there. The
+    vectors of an fp16 run differ from an fp32 run's by ~1e-3: set ``dtype`` explicitly to keep
+    the embedding cache from mixing them (the option is part of the cache key)."""
+    if dtype not in ("auto", "float16", "float32"):
+        raise ModelLoadError(f"dtype {dtype!r}: expected auto, float16 or float32")
+    return dtype == "float16" or (dtype == "auto" and device_type == "cuda")
+
+
 @dataclass
 class SentenceTransformerEmbedder:
     spec: str
@@ -80,6 +91,8 @@ class SentenceTransformerEmbedder:
             model = SentenceTransformer(str(path), device=spec.option("device"), local_files_only=True)
             if spec.option("max_seq_length"):
                 model.max_seq_length = int(spec.option("max_seq_length"))
+            if half_precision(spec.option("dtype", "auto"), model.device.type):
+                model.half()  # on a GPU: about twice the throughput; encode() already sorts batches by length
         except Exception as exc:  # any failure inside the libraries is a model that will not load
             raise ModelLoadError(f"cannot load model {spec.spec} from {path}: {type(exc).__name__}: {exc}") from exc
         # Measured on 2 CPU cores (bench/): batches of 16 encode long texts ~25 % faster than 64;

@@ -71,6 +71,9 @@ class Task(Protocol):
     #: the per-example value (a key of the example rows) and whether higher is better, by which the
     #: report ranks the examples that changed most; None when no single value says it
     example_score: tuple[str, bool] | None
+    #: per-example arrays that are bookkeeping, not scores (a category code, a split), left out of examples.jsonl
+    hidden_arrays: frozenset[str] = frozenset({"category"})
+    #: NOTE: ``kind`` is reserved: ``kind = "generative"`` marks a generative task to the runner
 
     def texts(self) -> list[str]:
         """Every text the task needs embedded (duplicates allowed; the runner encodes each once)."""
@@ -85,10 +88,13 @@ class Task(Protocol):
 
 def load_task(spec: TaskSpec) -> Task:
     """Read and check the task's data files (bad data is :class:`BadInput`, exit 2)."""
-    from gate.tasks import generation, pairwise, perplexity, retrieval, sts
+    from gate.tasks import (classification, clustering, generation, geometry, holdout, pairs, pairwise, perplexity,
+                            retrieval, sts)
 
     types = {"sts": sts.STSTask, "retrieval": retrieval.RetrievalTask, "generation": generation.GenerationTask,
-             "perplexity": perplexity.PerplexityTask, "pairwise": pairwise.PairwiseTask}
+             "perplexity": perplexity.PerplexityTask, "pairwise": pairwise.PairwiseTask,
+             "pairs": pairs.PairsTask, "geometry": geometry.GeometryTask, "holdout": holdout.HoldoutTask,
+             "classification": classification.ClassificationTask, "clustering": clustering.ClusteringTask}
     if spec.type not in types:  # the schema lists every type; this guards a mismatch
         raise BadInput(f"unknown task type {spec.type!r}", location=spec.pointer)
     return types[spec.type].load(spec)
