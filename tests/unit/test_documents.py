@@ -249,12 +249,12 @@ def test_three_problems_all_reported_in_document_order(tmp_path):
     problems = suite_problems(tmp_path, """
         tasks:
           - name: a
-            type: clustering
+            type: topic-model
         name: "bad/name"
         version: 2
         """)
     assert len(problems) == 3, problems
-    # line 3 "    type: clustering" -> key at column 5, value at 11;
+    # line 3 "    type: topic-model" -> key at column 5, value at 11;
     # line 4 'name: "bad/name"' -> key at 1, value at 7; line 5 "version: 2" -> key at 1, value at 10
     assert_at(problems[0], 3, {5, 11}, "/tasks/0/type")
     assert_at(problems[1], 4, {1, 7}, "/name")
