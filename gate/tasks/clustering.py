@@ -71,14 +71,20 @@ def _entropy(counts: np.ndarray, n: np.ndarray) -> np.ndarray:
     return -np.sum(np.where(counts > 0, p * np.log(np.where(counts > 0, p, 1.0)), 0.0), axis=1)
 
 
-def v_measure_rows(label: np.ndarray, cluster: np.ndarray) -> np.ndarray:
-    """:func:`v_measure` of every row of ``(R, n)`` code arrays (scikit-learn's definition, beta = 1)."""
+def _row_tables(label: np.ndarray, cluster: np.ndarray):
+    """The NaN-filled output of a batched metric and its (rows, contingency tables, row sizes) chunks (none
+    when there are no examples, so every row stays NaN)."""
     label = np.asarray(label)
     out = np.full(label.shape[0], np.nan)
     if label.shape[1] == 0:
-        return out
-    for rows, table in _contingency_rows(label, cluster):
-        n = table.sum(axis=(1, 2))
+        return out, iter(())
+    return out, ((rows, table, table.sum(axis=(1, 2))) for rows, table in _contingency_rows(label, cluster))
+
+
+def v_measure_rows(label: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """:func:`v_measure` of every row of ``(R, n)`` code arrays (scikit-learn's definition, beta = 1)."""
+    out, tables = _row_tables(label, cluster)
+    for rows, table, n in tables:
         a, b = table.sum(axis=2), table.sum(axis=1)  # per label, per cluster
         h_c, h_k = _entropy(a, n), _entropy(b, n)
         outer = a[:, :, None] * b[:, None, :]
@@ -97,12 +103,8 @@ def v_measure_rows(label: np.ndarray, cluster: np.ndarray) -> np.ndarray:
 
 def ari_rows(label: np.ndarray, cluster: np.ndarray) -> np.ndarray:
     """:func:`ari` of every row of ``(R, n)`` code arrays (scikit-learn's pair-confusion form)."""
-    label = np.asarray(label)
-    out = np.full(label.shape[0], np.nan)
-    if label.shape[1] == 0:
-        return out
-    for rows, table in _contingency_rows(label, cluster):
-        n = table.sum(axis=(1, 2))
+    out, tables = _row_tables(label, cluster)
+    for rows, table, n in tables:
         squares = np.sum(table ** 2, axis=(1, 2))
         tp = squares - n
         fp = np.sum(table.sum(axis=1) ** 2, axis=1) - squares  # same cluster, different label
