@@ -107,7 +107,7 @@ def profile(cmd: list[str], env: dict[str, str], work: Path) -> None:
              ("SentenceTransformerEmbedder.model (a lazy load)", "gate/providers/sentence_transformers.py",
               "model"),
              ("fingerprint_dir", "fingerprint.py", "fingerprint_dir"),
-             ("EmbeddingCache.get", "cache.py", "get"),
+             ("EmbeddingCache.lookup", "cache.py", "lookup"),
              ("compare_metric", "compare.py", "compare_metric")]
     print("\nwarm run, selected costs (cProfile, cumulative):")
     for label, file_part, func in heavy:

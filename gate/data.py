@@ -106,9 +106,20 @@ def _delimited(path: Path, text: str, tsv: bool) -> Iterator[tuple[int, dict]]:
         raise BadInput(f"invalid {'TSV' if tsv else 'CSV'}: {exc}", path, str(reader.line_num)) from None
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text``, split on "\\n" only (str.splitlines() would also break inside strings at
+    U+2028 and friends), one at a time: a list of every line of a big corpus would double its memory."""
+    start = 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        yield text[start:end]
+        start = end + 1
+
+
 def _json_lines(path: Path, text: str) -> Iterator[tuple[int, dict]]:
-    # Split on "\n" only: str.splitlines() would also break inside strings at U+2028 and friends.
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:

@@ -52,11 +52,17 @@ class EmbeddingTable:
         return self.matrix[idx]
 
 
-def normalize(matrix: np.ndarray) -> np.ndarray:
-    """L2-normalize rows in place (zero rows stay zero)."""
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    np.divide(matrix, norms, out=matrix, where=norms > 0)
+def normalize(matrix: np.ndarray, rows: int = 65536) -> np.ndarray:
+    """L2-normalize rows in place (zero rows stay zero), a block of rows at a time: no full-size temporary."""
+    for start in range(0, matrix.shape[0], rows):
+        block = matrix[start:start + rows]
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        np.divide(block, norms, out=block, where=norms > 0)
     return matrix
+
+
+def _all_finite(matrix: np.ndarray, rows: int = 65536) -> bool:
+    return all(np.isfinite(matrix[s:s + rows]).all() for s in range(0, matrix.shape[0], rows))
 
 
 #: options that change how vectors are fetched, never the vectors themselves (kept out of the cache key)
@@ -67,13 +73,16 @@ _NOT_IN_VECTORS = {"batch_size", "device", "timeout", "max_retries", "concurrenc
 class LoadedModel:
     spec: ModelSpec
     fingerprint: str | None = None
-    table: EmbeddingTable | None = None
+    #: what else changes the vectors, as the embedder says (``float16`` on a GPU with ``dtype: auto``)
+    variant: str | None = None
 
     @property
     def cache_key(self) -> str:
-        """Fingerprint plus every option that changes the vectors (all but batch_size), for the cache."""
+        """Fingerprint, every option that changes the vectors (all but batch_size and the like) and the
+        embedder's variant, for the cache."""
         options = {k: v for k, v in self.spec.options if k not in _NOT_IN_VECTORS}
-        return f"{self.spec.provider}|{self.fingerprint}|{json.dumps(options, sort_keys=True)}"
+        key = f"{self.spec.provider}|{self.fingerprint}|{json.dumps(options, sort_keys=True)}"
+        return f"{key}|{self.variant}" if self.variant else key
 
 
 @dataclass
@@ -97,28 +106,35 @@ class RunOutput:
 
 def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str], cache: EmbeddingCache | None,
             log: Log, show_progress: bool) -> np.ndarray:
-    """Normalized embeddings of ``texts``: cached vectors where valid, the model for the rest."""
-    cached = cache.get(cache_key, texts) if cache else {}
-    missing = [i for i in range(len(texts)) if i not in cached]
+    """Normalized embeddings of ``texts``: cached vectors where valid, the model for the rest.
+
+    One matrix is allocated, by the cache lookup or by the model: a big corpus costs about its
+    size (cached rows are written into it directly; when nothing is cached it is the model's output)."""
+    matrix, found = cache.lookup(cache_key, texts) if cache else (None, np.zeros(len(texts), dtype=bool))
+    missing = np.flatnonzero(~found)
     if cache:
-        log(f"  cache: {len(cached)} of {len(texts)} texts found"
+        log(f"  cache: {int(found.sum())} of {len(texts)} texts found"
             + (f", {cache.corrupt} corrupt entries ignored" if cache.corrupt else ""))
-    start = time.perf_counter()
-    fresh = embedder.encode([texts[i] for i in missing], show_progress=show_progress) if missing else None
-    if missing:
+    if len(missing):
+        start = time.perf_counter()
+        fresh = embedder.encode([texts[i] for i in missing], show_progress=show_progress)
         took = time.perf_counter() - start
         log(f"  encoded {len(missing):,} texts in {took:.1f} s ({len(missing) / max(took, 1e-9):,.0f}/s)")
         if fresh.shape[0] != len(missing):
             raise EvaluationError(f"model {spec.spec} returned {fresh.shape[0]} vectors for {len(missing)} texts")
         if cache:
             cache.put(cache_key, [texts[i] for i in missing], fresh)
-    dim = fresh.shape[1] if fresh is not None else len(next(iter(cached.values())))
-    matrix = np.empty((len(texts), dim), dtype=np.float32)
-    if fresh is not None:
-        matrix[missing] = fresh
-    for i, vec in cached.items():
-        matrix[i] = vec
-    if not np.isfinite(matrix).all():
+        if matrix is None:  # nothing was cached: the model's output is the matrix, in the same order
+            matrix = np.require(fresh, dtype=np.float32, requirements=["C", "W"])
+        elif fresh.ndim != 2 or fresh.shape[1] != matrix.shape[1]:
+            raise EvaluationError(f"model {spec.spec} returned {fresh.shape[-1]}-dimensional vectors, and its "
+                                  f"cached ones have {matrix.shape[1]}")
+        else:
+            matrix[missing] = fresh
+        del fresh
+    if matrix is None:  # no texts at all
+        matrix = np.zeros((0, 0), dtype=np.float32)
+    if not _all_finite(matrix):
         raise EvaluationError(f"model {spec.spec} produced NaN or infinite embeddings")
     return normalize(matrix)
 
@@ -144,8 +160,9 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
     if shard is not None:
         tasks = shard_tasks(tasks, *shard, log)
     models = _check_models(task_models, tasks)
-    errors = _encode_all(models, [t for t in tasks if _kind(t) == "embedding"], task_models, loader, cache, log,
-                         show_progress)
+    errors, embedded, points = _embed_and_score(models, [t for t in tasks if _kind(t) == "embedding"], task_models,
+                                                loader, cache, log, show_progress,
+                                                maps=maps_dir is not None and shard is None)
     generative = [t for t in tasks if _kind(t) == "generative"]
     outcomes: dict[str, Outcome] = {}
     if generative:
@@ -157,9 +174,9 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
         for key, model in models.items():
             if key in runtime.identities:
                 model.fingerprint = runtime.identities[key]
-    task_runs = _collect(tasks, task_models, models, outcomes)
-    if maps_dir is not None and shard is None:
-        _draw_maps(task_runs, task_models, models, maps_dir, seed or 0, log)
+    task_runs = _collect(tasks, task_models, models, outcomes, embedded)
+    if points and maps_dir is not None:
+        _draw_maps(task_runs, points, maps_dir, seed or 0, log)
     first = task_models[suite.tasks[0].name]
     top_models = {}
     for role in ROLES:
@@ -363,34 +380,58 @@ def _check_models(task_models: dict[str, dict[str, ModelSpec]], tasks: list[Task
     return models
 
 
-def _encode_all(models: dict[tuple, LoadedModel], tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]],
-                loader: Loader, cache: EmbeddingCache | None, log: Log, show_progress: bool) -> list[str]:
-    """Each distinct model embeds the union of its tasks' texts, once. Returns the errors met."""
+def _embed_and_score(models: dict[tuple, LoadedModel], tasks: list[Task],
+                     task_models: dict[str, dict[str, ModelSpec]], loader: Loader, cache: EmbeddingCache | None,
+                     log: Log, show_progress: bool, maps: bool
+                     ) -> tuple[list[str], dict[tuple[str, str], Scores], dict[str, dict[str, np.ndarray]]]:
+    """Each distinct model embeds the union of its tasks' texts once and scores those tasks right away.
+
+    A model's vectors are dropped before the next model loads, so the peak is one model's table (a
+    1 M-document corpus costs one matrix, not one per model). Returns the errors met, the scores by
+    ``(task, role)`` and, for tasks with ``map: true``, the map sample's vectors by task and role.
+    """
     texts_of: dict[tuple, dict[str, None]] = {}
     for task in tasks:
         for spec in task_models[task.data.spec.name].values():
             texts_of.setdefault(spec.key, {}).update(dict.fromkeys(task.texts()))
     errors: list[str] = []
+    scores: dict[tuple[str, str], Scores] = {}
+    points: dict[str, dict[str, np.ndarray]] = {}
     for key, text_set in texts_of.items():
         model = models[key]
         texts = list(text_set)
+        del text_set
         roles = sorted({r for pair in task_models.values() for r, s in pair.items() if s.key == key})
         log(f"{'/'.join(roles)} model {model.spec.spec}: loading")
         try:
             embedder = loader(model.spec)
             model.fingerprint = embedder.fingerprint()
-            log(f"  {len(texts):,} unique texts to embed")
-            model.table = EmbeddingTable(texts, _encode(model.spec, embedder, model.cache_key, texts, cache, log,
-                                                        show_progress))
+            model.variant = getattr(embedder, "cache_variant", lambda: None)()
+            log(f"  {len(texts):,} unique texts to embed" + (f" ({model.variant})" if model.variant else ""))
+            table = EmbeddingTable(texts, _encode(model.spec, embedder, model.cache_key, texts, cache, log,
+                                                  show_progress))
         except EvaluationError as exc:
             errors.append(str(exc))
             log(f"  error: {exc}")
-    return errors
+            continue
+        finally:
+            embedder = None  # a loaded model's weights go before the next model's
+        del texts
+        for task in tasks:
+            name = task.data.spec.name
+            for role, spec in task_models[name].items():
+                if spec.key != key:
+                    continue
+                scores[(name, role)] = task.score(table)
+                if maps and task.data.spec.fields.get("map") and hasattr(task, "labelled_texts"):
+                    points.setdefault(name, {})[role] = np.array(table(task.labelled_texts()[0]))
+        del table
+    return errors, scores, points
 
 
 def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel],
-             outcomes: dict[str, Outcome]) -> list[TaskRun]:
-    """Each task's raw per-role scores (embedding tasks score here, from the encoded tables)."""
+             outcomes: dict[str, Outcome], embedded: dict[tuple[str, str], Scores]) -> list[TaskRun]:
+    """Each task's raw per-role scores: embedding tasks' from ``embedded``, generative ones' from ``outcomes``."""
     runs = []
     for task in tasks:
         name = task.data.spec.name
@@ -398,11 +439,7 @@ def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], mo
         outcome = outcomes.get(name)
         scores: dict[str, Scores | None] = {}
         for role in ROLES:
-            if outcome is not None:
-                scores[role] = outcome.scores.get(role)
-            else:
-                table = models[pair[role].key].table
-                scores[role] = task.score(table) if table is not None else None
+            scores[role] = outcome.scores.get(role) if outcome is not None else embedded.get((name, role))
         info: dict[str, Any] = {}
         if task.data.spec.models:
             info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
@@ -412,17 +449,16 @@ def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], mo
     return runs
 
 
-def _draw_maps(task_runs: list[TaskRun], task_models: dict[str, dict[str, ModelSpec]],
-               models: dict[tuple, LoadedModel], maps_dir: Path, seed: int, log: Log) -> None:
+def _draw_maps(task_runs: list[TaskRun], points: dict[str, dict[str, np.ndarray]], maps_dir: Path, seed: int,
+               log: Log) -> None:
     """The t-SNE maps of tasks with ``map: true`` (a picture for people; a failure is a note, not an error)."""
     for run in task_runs:
         spec = run.task.data.spec
-        if not spec.fields.get("map") or not hasattr(run.task, "labelled_texts"):
+        embeddings = points.get(spec.name)
+        if not embeddings:
             continue
         texts, labels = run.task.labelled_texts()
-        tables = {role: models[task_models[spec.name][role].key].table for role in ROLES}
-        embeddings = {role: table(texts) for role, table in tables.items() if table is not None}
-        if not embeddings or len(texts) < 3:
+        if len(texts) < 3:
             continue
         from gate.embedding_map import write_map
 

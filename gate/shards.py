@@ -56,7 +56,7 @@ def write_shard(out: Path, suite_file: Path, output: RunOutput, shard: tuple[int
     for run in output.task_runs:
         name = run.task.data.spec.name
         lo, hi, total = getattr(run.task, "shard_rows", (0, run.task.data.n, run.task.data.n))
-        tasks[name] = {"rows": [lo, hi], "n": total, "info": run.info,
+        tasks[name] = {"rows": [lo, hi], "n": total, "info": run.info, "notes": list(run.task.data.notes),
                        "roles": {role: run.scores[role] is not None for role in ROLES}}
         extras[name] = {}
         for role in ROLES:
@@ -190,6 +190,8 @@ def merge_shards(folders: list[Path], rules: Any, thresholds_sha256: str | None,
             merged = {key: np.concatenate([arrays[prefix + key] for _, arrays, _ in pieces]) for key in keys}
             parts = [extras[spec.name].get(role) for _, _, extras in pieces]
             scores[role] = Scores(merged, None if any(p is None for p in parts) else [e for p in parts for e in p])
+        for meta, _, _ in pieces:  # what scoring noticed (a probe that did not converge), once each
+            task.data.notes.extend(n for n in meta["tasks"][spec.name].get("notes", []) if n not in task.data.notes)
         info = dict(pieces[0][0]["tasks"][spec.name]["info"]) if pieces else {}
         usages = [meta["tasks"][spec.name]["info"]["usage"] for meta, _, _ in pieces
                   if "usage" in meta["tasks"][spec.name]["info"]]

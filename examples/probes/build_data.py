@@ -9,8 +9,9 @@ row of the source, copied unchanged, and every row names the line it came from.
 
 ``--source`` is a folder holding ``banking77/{test.jsonl,labels.json}`` and
 ``stsb/{dev.jsonl,test.jsonl}`` as converted in the project's shared data (see their SOURCE.md;
-``banking77/test.jsonl`` is the same file as ``examples/tool-calling/source/banking77/test.jsonl`` and
-``stsb/test.jsonl`` the same as ``examples/demo/data/stsb/test.jsonl``). Rules, with "in file order"
+every one of them is also in this repository, byte for byte: ``banking77/{test.jsonl,labels.json}`` in
+``examples/tool-calling/source/banking77/``, ``stsb/test.jsonl`` in ``examples/demo/data/stsb/`` and
+``stsb/dev.jsonl`` in ``examples/probes/source/stsb/``; the tests rebuild from those). Rules, with "in file order"
 meaning the order of the source file and ``spaced(rows, k)`` the k rows at positions
 ``floor(i * len(rows) / k)``, i = 0..k-1 (an even spread over a file that is sorted by genre):
 

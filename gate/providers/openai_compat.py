@@ -244,20 +244,27 @@ class OpenAIEmbedder(_Endpoint):
         return asyncio.run(self._encode(list(texts)))
 
     async def _encode(self, texts: list[str]) -> np.ndarray:
+        """Batches of texts of similar length (a server that pads a batch wastes less), each batch's
+        vectors turned into float32 at once (a million vectors as Python floats would take ~9 GB), and
+        copied into one matrix in the callers' order."""
         from gate.dispatch import Dispatcher
 
         client = _client(self._spec)
-        batches = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
-        async def call(batch: list[str]) -> list[list[float]]:
+        async def call(batch: list[int]) -> np.ndarray:
             try:
-                result = await client.embeddings.create(model=self._spec.model, input=batch,
+                result = await client.embeddings.create(model=self._spec.model, input=[texts[i] for i in batch],
                                                         encoding_format="float")
                 rows = sorted(result.data, key=lambda d: d.index)
                 if len(rows) != len(batch):
                     raise TransientError(f"{len(rows)} embeddings returned for {len(batch)} inputs")
-                return [list(r.embedding) for r in rows]
-            except TransientError:
+                sizes = {len(r.embedding) for r in rows}
+                if len(sizes) != 1:
+                    raise RequestError(f"embeddings of inconsistent sizes in one answer: {sorted(sizes)}")
+                return np.asarray([r.embedding for r in rows], dtype=np.float32)
+            except (TransientError, RequestError):
                 raise
             except Exception as exc:
                 raise classify(exc, self._spec.model) from None
@@ -268,9 +275,15 @@ class OpenAIEmbedder(_Endpoint):
                                                    label=f"embeddings {self.spec}")
         finally:
             await client.close()
-        matrix = np.asarray([v for batch in vectors for v in batch], dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+        if not vectors:
+            return np.zeros((0, 0), dtype=np.float32)
+        dims = {v.shape[1] for v in vectors}
+        if len(dims) != 1:
             raise EvaluationError(f"model {self.spec} returned embeddings of inconsistent sizes")
+        matrix = np.empty((len(texts), dims.pop()), dtype=np.float32)
+        for k, batch in enumerate(batches):
+            matrix[batch] = vectors[k]
+            vectors[k] = None  # type: ignore[call-overload]  # freed as it is copied: about one matrix at the peak
         return matrix
 
     async def aclose(self) -> None:

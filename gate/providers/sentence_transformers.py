@@ -8,6 +8,7 @@ which turns a would-be download into an immediate, explainable failure.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from gate.providers.fingerprint import fingerprint_dir
 from gate.suite import ModelSpec
 
 _MODEL_FILES = ("modules.json", "config.json", "config_sentence_transformers.json")
+#: texts per call of the library's encode, which holds a call's vectors twice (a list of rows, then the
+#: array): a big corpus is encoded in pieces written into one matrix, about its size at the peak
+ENCODE_CHUNK = 16384
 
 
 def quiet_libraries() -> None:
@@ -65,40 +69,94 @@ def half_precision(dtype: str, device_type: str) -> bool:
     """Whether to encode in float16: ``dtype: float16``, or ``auto`` (the default) on a CUDA device.
 
     CPUs gain nothing from float16 (and lose accuracy), so ``auto`` keeps float32 there. The
-    vectors of an fp16 run differ from an fp32 run's by ~1e-3: set ``dtype`` explicitly to keep
-    the embedding cache from mixing them (the option is part of the cache key)."""
+    vectors of an fp16 run differ from an fp32 run's by ~1e-3: the embedder's ``cache_variant``
+    keeps the embedding cache from mixing them."""
     if dtype not in ("auto", "float16", "float32"):
         raise ModelLoadError(f"dtype {dtype!r}: expected auto, float16 or float32")
     return dtype == "float16" or (dtype == "auto" and device_type == "cuda")
 
 
+def _cuda_available() -> bool:
+    """Whether torch can use a CUDA (or ROCm) GPU, as sentence-transformers decides its default device.
+
+    A CPU build of torch has no ``torch_cuda``/``torch_hip`` library, so that case is answered from
+    the files without importing torch (1.7 s, on every warm run that never loads the model)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    if not any(lib.glob("*torch_cuda*")) and not any(lib.glob("*torch_hip*")):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 @dataclass
 class SentenceTransformerEmbedder:
+    """A local sentence-transformers model, loaded on first use.
+
+    The fingerprint is a hash of the folder's files and needs no weights in memory, so a run
+    whose every text is in the embedding cache never imports torch nor loads the model.
+    """
+
     spec: str
     path: Path
-    model: Any
-    batch_size: int = 16
+    device: str | None = None
+    max_seq_length: int | None = None
+    dtype: str = "auto"
+    batch_size: int | None = None  # None: decided when the model loads (16 on CPU, 128 on a GPU)
+    _model: Any = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+    _half: bool | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> "SentenceTransformerEmbedder":
         check(spec)
-        path = model_path(spec)
-        try:
-            quiet_libraries()
-            from sentence_transformers import SentenceTransformer
+        dtype = spec.option("dtype", "auto")
+        half_precision(dtype, "cpu")  # an unknown dtype is refused now, not at the first encode
+        max_len, batch = spec.option("max_seq_length"), spec.option("batch_size")
+        return cls(spec=spec.spec, path=model_path(spec), device=spec.option("device"),
+                   max_seq_length=int(max_len) if max_len else None, dtype=dtype,
+                   batch_size=int(batch) if batch else None)
 
-            model = SentenceTransformer(str(path), device=spec.option("device"), local_files_only=True)
-            if spec.option("max_seq_length"):
-                model.max_seq_length = int(spec.option("max_seq_length"))
-            if half_precision(spec.option("dtype", "auto"), model.device.type):
-                model.half()  # on a GPU: about twice the throughput; encode() already sorts batches by length
-        except Exception as exc:  # any failure inside the libraries is a model that will not load
-            raise ModelLoadError(f"cannot load model {spec.spec} from {path}: {type(exc).__name__}: {exc}") from exc
-        # Measured on 2 CPU cores (bench/): batches of 16 encode long texts ~25 % faster than 64;
-        # a GPU wants large batches.
-        default_batch = 16 if model.device.type == "cpu" else 128
-        return cls(spec=spec.spec, path=path, model=model, batch_size=int(spec.option("batch_size", default_batch)))
+    @property
+    def model(self) -> Any:
+        """The SentenceTransformer, loaded on first access (raises :class:`ModelLoadError`)."""
+        if self._model is None:
+            try:
+                quiet_libraries()
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
+                if self.max_seq_length:
+                    model.max_seq_length = self.max_seq_length
+                if self.half:
+                    model.half()  # on a GPU: about twice the throughput; encode() already sorts batches by length
+            except Exception as exc:  # any failure inside the libraries is a model that will not load
+                raise ModelLoadError(f"cannot load model {self.spec} from {self.path}: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+            if self.batch_size is None:
+                # Measured on 2 CPU cores (bench/): batches of 16 encode long texts ~25 % faster than 64;
+                # a GPU wants large batches.
+                self.batch_size = 16 if model.device.type == "cpu" else 128
+            self._model = model
+        return self._model
+
+    @property
+    def half(self) -> bool:
+        """Whether this model encodes in float16, decided before (and without) loading it: with ``dtype:
+        auto`` the device sentence-transformers would pick (``device``, else CUDA when available)."""
+        if self._half is None:
+            device = self.device or ("cuda" if self.dtype == "auto" and _cuda_available() else "cpu")
+            self._half = half_precision(self.dtype, device.split(":")[0])
+        return self._half
+
+    def cache_variant(self) -> str | None:
+        """What, besides the files and options, changes the vectors: float16 encoding. With ``dtype: auto``
+        the same suite encodes in float16 on a GPU and float32 on a CPU; a cache shared by both machines
+        must keep the two apart (vectors differ by ~1e-3), or a delta would mix them."""
+        return "float16" if self.half else None
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -106,11 +164,32 @@ class SentenceTransformerEmbedder:
         return self._fingerprint
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Vectors of ``texts`` in their order; more than :data:`ENCODE_CHUNK` texts go in pieces of texts
+        of similar length (longest first, as the library sorts one call), written into one matrix."""
+        model = self.model  # loads it on first use; a failure is a ModelLoadError of its own
         if not texts:
-            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+            return np.zeros((0, model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+        if len(texts) <= ENCODE_CHUNK:
+            return self._encode(model, list(texts), show_progress)
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        matrix: np.ndarray | None = None
+        with tqdm(total=len(texts), unit="text", desc="encoding", disable=not show_progress) as bar:
+            for start in range(0, len(order), ENCODE_CHUNK):
+                rows = order[start:start + ENCODE_CHUNK]
+                out = self._encode(model, [texts[i] for i in rows], False)
+                if matrix is None:
+                    matrix = np.empty((len(texts), out.shape[1]), dtype=np.float32)
+                matrix[rows] = out
+                bar.update(len(rows))
+        assert matrix is not None
+        return matrix
+
+    def _encode(self, model: Any, texts: list[str], show_progress: bool) -> np.ndarray:
         try:
-            out = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                    show_progress_bar=show_progress)
+            out = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                               show_progress_bar=show_progress)
         except Exception as exc:
             raise ModelLoadError(f"model {self.spec} failed while encoding: {type(exc).__name__}: {exc}") from exc
         return np.asarray(out, dtype=np.float32)

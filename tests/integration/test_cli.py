@@ -361,3 +361,22 @@ def test_cache_that_is_a_file_is_bad_input(tmp_path):
     (tmp_path / "afile").write_text("x")
     result = invoke("run", suite, "--cache", tmp_path / "afile", "--out", tmp_path / "out")
     assert result.exit_code == 2 and "the cache must be a folder" in result.output
+
+
+@pytest.mark.parametrize("env, tty, quiet, shown", [
+    ({}, True, False, True),                                  # a terminal
+    ({}, False, False, False),                                # a pipe or a log file
+    ({"CI": "true"}, True, False, False),                     # CI logs stay quiet...
+    ({"CI": "true", "GATE_PROGRESS": "1"}, False, False, True),  # ...unless asked
+    ({"GATE_PROGRESS": "0"}, True, False, False),             # asked not to
+    ({"GATE_PROGRESS": "1"}, True, True, False),              # -q wins
+])
+def test_progress_bars_show_on_a_terminal_outside_ci_or_when_asked(monkeypatch, env, tty, quiet, shown):
+    from gate import cli as cli_module
+
+    for name in ("CI", "GATE_PROGRESS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cli_module.sys.stderr, "isatty", lambda: tty)
+    assert cli_module._show_progress(quiet) is shown

@@ -112,3 +112,22 @@ def test_probe_task_types_run_and_merge_from_shards(probes, tmp_path, embedding_
     a.pop("created_at"), b.pop("created_at")
     assert a == b
     assert (single / "examples.jsonl").read_text() == (tmp_path / "m" / "examples.jsonl").read_text()
+
+
+def test_what_scoring_notices_survives_a_merge(classification, tmp_path, embedding_cache_dir):
+    """A probe stopped at max_iter is noted while scoring; the merged results must carry the note too."""
+    suite = classification / "suite.yaml"
+    stopped = tmp_path / "suite.yaml"
+    stopped.write_text(suite.read_text().replace("max_iter: 1000", "max_iter: 2"), encoding="utf-8")
+    shutil.copytree(classification / "data", tmp_path / "data")
+    runs = {"single": ()} | {f"s{i}": ("--shard", f"{i}/2") for i in (1, 2)}
+    for name, extra in runs.items():
+        result = gate("run", stopped, "--out", tmp_path / name, "--cache", embedding_cache_dir, "-q",
+                      "--resamples", "200", *extra)
+        assert result.exit_code == 0, result.output
+    merged = gate("merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "m", "-q")
+    assert merged.exit_code == 0, merged.output
+    single, joined = valid_results(tmp_path / "single"), valid_results(tmp_path / "m")
+    notes = single["tasks"]["banking77-intent"]["notes"]
+    assert any("stopped at max_iter=2" in n for n in notes)
+    assert joined["tasks"]["banking77-intent"]["notes"] == notes

@@ -647,6 +647,28 @@ def test_sts_on_openai_embeddings_from_the_server(server, tmp_path):
     assert server.count(CHAT) == 0
 
 
+
+def test_endpoint_embeddings_go_in_batches_of_similar_length_and_come_back_in_order(server):
+    """Texts are batched by length (a padding server wastes less) and every vector lands on its own text."""
+    import numpy as np
+    from openai import OpenAI
+
+    from gate.providers.openai_compat import OpenAIEmbedder
+    from gate.suite import ModelSpec
+
+    texts = [" ".join(["word"] * n) + f" {i}" for i, n in enumerate([9, 1, 30, 4, 17, 2, 25, 6, 12, 3, 20])]
+    spec = ModelSpec("openai", "emb-a", options=tuple(sorted(
+        {"base_url": server.base_url, "api_key_env": KEY_ENV, "batch_size": 3}.items())))
+    matrix = OpenAIEmbedder(spec).encode(texts)
+    sent = [b["input"] for b in bodies(server, "emb-a", EMBED)]
+    assert sorted(len(b) for b in sent) == [2, 3, 3, 3]
+    lengths = [len(t) for b in sorted(sent, key=lambda b: len(b[0])) for t in b]
+    assert lengths == sorted(len(t) for t in texts)
+    client = OpenAI(base_url=server.base_url, api_key="test-key")
+    one_by_one = np.array([client.embeddings.create(model="emb-a", input=[t]).data[0].embedding for t in texts],
+                          dtype=np.float32)
+    np.testing.assert_array_equal(matrix, one_by_one)
+
 # --- dry run -----------------------------------------------------------------------------------
 
 

@@ -189,3 +189,88 @@ def test_unreadable_cache_database_is_set_aside_and_recreated(suite_dir, tmp_pat
     out = run_suite(load_suite(suite_dir / "suite.yaml"), loader=loader_for({"default": enc, "./cand": enc}), cache=cache)
     assert out.results["verdict"] == "pass" and "unreadable" in messages[0]
     assert list((tmp_path / "cache").glob("embeddings.sqlite3.corrupt-*"))
+
+
+def test_a_model_is_scored_and_its_vectors_dropped_before_the_next_model_loads(suite_dir):
+    """The peak of a run is one model's table: a 1 M-document corpus must not be held once per model."""
+    import gc
+    import weakref
+
+    returned: dict[str, weakref.ref] = {}
+    alive_at_load: dict[str, list[str]] = {}
+
+    class Tracked(KeywordEncoder):
+        def encode(self, texts, *, show_progress=False):
+            out = super().encode(texts)
+            returned[self.spec] = weakref.ref(out)
+            return out
+
+    def load(spec):
+        gc.collect()
+        alive_at_load[spec.model] = [name for name, ref in returned.items() if ref() is not None]
+        return Tracked(spec.model, set(VOCAB) if spec.model == "./cand" else {"wing"})
+
+    out = run_suite(load_suite(suite_dir / "suite.yaml"), loader=load)
+    assert alive_at_load == {"default": [], "./cand": []}
+    assert set(returned) == {"default", "./cand"}
+    assert all(v["baseline"] is not None and v["candidate"] is not None  # both models were scored
+               for v in out.results["metrics"].values())
+
+
+def test_cached_and_fresh_vectors_of_other_sizes_are_an_error(suite_dir, tmp_path):
+    suite = load_suite(suite_dir / "suite.yaml")
+    cache = EmbeddingCache(tmp_path / "cache")
+    enc = KeywordEncoder("c", set(VOCAB))
+    run_suite(suite, loader=loader_for({"default": enc, "./cand": enc}), cache=cache)
+    cache.close()
+    db = sqlite3.connect(tmp_path / "cache" / EmbeddingCache.FILE)
+    db.execute("DELETE FROM embeddings WHERE rowid IN (SELECT rowid FROM embeddings LIMIT 1)")
+    db.commit()
+    db.close()
+
+    class Wider(KeywordEncoder):  # same fingerprint, but now 7-dimensional: the file was tampered with
+        def encode(self, texts, *, show_progress=False):
+            return np.ones((len(texts), len(VOCAB) + 2), dtype=np.float32)
+
+    wider = Wider("c", set(VOCAB))
+    out = run_suite(suite, loader=loader_for({"default": wider, "./cand": wider}),
+                    cache=EmbeddingCache(tmp_path / "cache"))
+    assert out.results["verdict"] == "error"
+    assert "returned 7-dimensional vectors, and its cached ones have 6" in out.results["errors"][0]
+
+
+@pytest.mark.model
+def test_a_run_whose_vectors_are_all_cached_never_loads_the_model(suite_dir, tmp_path):
+    from gate.providers import load_embedder
+
+    suite = load_suite(suite_dir / "suite.yaml")
+    same = {"candidate": suite.models["baseline"]}
+    cache = EmbeddingCache(tmp_path / "cache")
+    loaded = []
+
+    def load(spec):
+        loaded.append(load_embedder(spec))
+        return loaded[-1]
+
+    cold = run_suite(suite, overrides=same, loader=load, cache=cache)
+    warm = run_suite(suite, overrides=same, loader=load, cache=cache)
+    assert loaded[0]._model is not None  # the cold run loaded the weights to encode
+    assert loaded[1]._model is None  # the warm run only hashed the model folder
+    assert warm.results["metrics"] == cold.results["metrics"]
+    assert warm.results["models"] == cold.results["models"]
+
+
+def test_float16_and_float32_vectors_of_one_model_never_share_cache_entries(suite_dir, tmp_path):
+    """dtype auto: the same suite encodes in float16 on a GPU runner and float32 on a CPU one."""
+    suite = load_suite(suite_dir / "suite.yaml")
+    cache = EmbeddingCache(tmp_path / "cache")
+    cpu = KeywordEncoder("c", set(VOCAB))
+    run_suite(suite, loader=loader_for({"default": cpu, "./cand": cpu}), cache=cache)
+    gpu = KeywordEncoder("c", set(VOCAB))
+    gpu.cache_variant = lambda: "float16"
+    run_suite(suite, loader=loader_for({"default": gpu, "./cand": gpu}), cache=cache)
+    assert len(gpu.calls) == 1  # nothing of the float32 run was reused
+    again = KeywordEncoder("c", set(VOCAB))
+    again.cache_variant = lambda: "float16"
+    run_suite(suite, loader=loader_for({"default": again, "./cand": again}), cache=cache)
+    assert again.calls == []  # its own entries are

@@ -33,3 +33,31 @@ def test_float16_encodes_the_same_directions_as_float32():
     assert b.dtype == np.float32 and a.shape == b.shape
     cos = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert np.all(cos > 0.999) and not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("options, variant", [
+    ((), None),                                    # auto on this CPU-only torch
+    ((("device", "cpu"),), None),
+    ((("device", "cuda:0"),), "float16"),          # auto on a GPU: decided without loading anything
+    ((("device", "cuda"), ("dtype", "float32")), None),
+    ((("dtype", "float16"),), "float16"),
+])
+def test_the_cache_variant_says_float16_before_the_model_loads(options, variant):
+    embedder = SentenceTransformerEmbedder.load(ModelSpec("sentence-transformers", "default", options))
+    assert embedder.cache_variant() == variant
+    assert embedder._model is None
+
+
+@pytest.mark.model
+def test_a_big_encode_in_pieces_gives_the_vectors_of_one_call(monkeypatch):
+    """Past ENCODE_CHUNK texts, pieces of similar length are written back into the callers' order."""
+    import gate.providers.sentence_transformers as st
+
+    texts = [("heat transfer in a boundary layer " * (i % 7)) + f"case {i}" for i in range(23)]
+    embedder = SentenceTransformerEmbedder.load(ModelSpec("sentence-transformers", "default", (("device", "cpu"),)))
+    whole = embedder.encode(texts)
+    monkeypatch.setattr(st, "ENCODE_CHUNK", 5)
+    pieces = embedder.encode(texts)
+    assert pieces.shape == whole.shape == (23, 384)
+    np.testing.assert_allclose(pieces, whole, atol=2e-6)
+    assert np.all(np.sum(pieces * whole, axis=1) > 0.99999)

@@ -760,8 +760,6 @@ def test_bad_input_exit_code(tmp_path):
 
 def test_repo_example_thresholds_validates():
     path = REPO_ROOT / "thresholds.example.json"
-    if not path.exists():
-        pytest.skip("thresholds.example.json is not at the repo root yet (contracts §4 requires it)")
     rules = load_thresholds(path).rules
     assert rules
     conditions = {r.condition for r in rules}
@@ -771,8 +769,6 @@ def test_repo_example_thresholds_validates():
 
 def test_demo_thresholds_validate():
     path = REPO_ROOT / "examples" / "demo" / "thresholds.json"
-    if not path.exists():
-        pytest.skip("examples/demo/thresholds.json is not present")
     rules = load_thresholds(path).rules
     assert rules
     assert all(isinstance(r.limit, float) and not math.isnan(r.limit) for r in rules)
