@@ -98,13 +98,15 @@ class EmbeddingCache(_Store):
     PAGE_SIZE = 16384
 
     def _rows(self, model: str, texts: Sequence[str]):
-        """``(positions in texts, dim, vector blob)`` of each valid cached entry; corrupt ones are counted."""
-        where: dict[bytes, list[int]] = {}
-        for i, text in enumerate(texts):
-            where.setdefault(_text_key(text), []).append(i)
-        unique = list(where)
-        for start in range(0, len(unique), _BATCH):
-            chunk = unique[start:start + _BATCH]
+        """``(positions in texts, dim, vector blob)`` of each valid cached entry; corrupt ones are counted.
+
+        Texts are looked up :data:`_BATCH` at a time, so a million-text corpus never needs a dictionary
+        of every key (a text repeated in two batches is looked up twice)."""
+        for start in range(0, len(texts), _BATCH):
+            where: dict[bytes, list[int]] = {}
+            for i in range(start, min(start + _BATCH, len(texts))):
+                where.setdefault(_text_key(texts[i]), []).append(i)
+            chunk = list(where)
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
                 f"SELECT text_sha256, dim, vector, checksum FROM embeddings WHERE model = ? AND text_sha256 IN ({marks})",

@@ -134,28 +134,48 @@ def _json_lines(path: Path, text: str) -> Iterator[tuple[int, dict]]:
 
 def read_table(path: str | Path, columns: list[Column], what: str = "data file") -> Table:
     """Read and type-check every row of ``path``; raise :class:`BadInput` at the first bad one."""
+    sha256, rows = scan_table(path, columns, what)
+    table = Table(path=Path(path), rows=[], lines=[], sha256=sha256)
+    for line, row in rows:
+        table.rows.append(row)
+        table.lines.append(line)
+    return table
+
+
+def scan_table(path: str | Path, columns: list[Column], what: str = "data file"
+               ) -> tuple[str, Iterator[tuple[int, dict[str, Any]]]]:
+    """The file's sha256 and its type-checked ``(line, row)`` pairs, one at a time.
+
+    For a big file (a million-document corpus) whose reader keeps a few fields per row: a list of
+    every row's dict would cost several times the texts, and leave that memory fragmented once freed.
+    The first bad row, or a file with no rows, raises :class:`BadInput` while iterating."""
     path = Path(path)
     raw = read_bytes(path, what)
+    sha256 = hashlib.sha256(raw).hexdigest()
     records, from_text = _records(path, raw)
-    rows, lines = [], []
-    for line, record in records:
-        row = {}
-        for col in columns:
-            if col.name not in record or (record[col.name] is None and col.kind != "optional_text"):
-                if col.kind == "optional_text":
-                    row[col.name] = ""
-                    continue
-                raise BadInput(f"missing {col.name!r}; expected {_expected(col)}", path, str(line))
-            try:
-                row[col.name] = _coerce(record[col.name], col, from_text)
-            except ValueError as exc:
-                raise BadInput(f"field {col.name!r}: {exc}", path, str(line)) from None
-        rows.append(row)
-        lines.append(line)
-    if not rows:
-        expected = ", ".join(c.name for c in columns)
-        raise BadInput(f"{what} has no rows; expected rows with {expected}", path)
-    return Table(path=path, rows=rows, lines=lines, sha256=hashlib.sha256(raw).hexdigest())
+    del raw
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        count = 0
+        for line, record in records:
+            row = {}
+            for col in columns:
+                if col.name not in record or (record[col.name] is None and col.kind != "optional_text"):
+                    if col.kind == "optional_text":
+                        row[col.name] = ""
+                        continue
+                    raise BadInput(f"missing {col.name!r}; expected {_expected(col)}", path, str(line))
+                try:
+                    row[col.name] = _coerce(record[col.name], col, from_text)
+                except ValueError as exc:
+                    raise BadInput(f"field {col.name!r}: {exc}", path, str(line)) from None
+            count += 1
+            yield line, row
+        if not count:
+            expected = ", ".join(c.name for c in columns)
+            raise BadInput(f"{what} has no rows; expected rows with {expected}", path)
+
+    return sha256, rows()
 
 
 def _expected(col: Column) -> str:

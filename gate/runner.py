@@ -39,10 +39,13 @@ Log = Callable[[str], None]
 
 
 class EmbeddingTable:
-    """Normalized embeddings of unique texts, looked up by text."""
+    """Normalized embeddings of unique texts, looked up by text.
 
-    def __init__(self, texts: list[str], matrix: np.ndarray):
-        self.index = {t: i for i, t in enumerate(texts)}
+    ``texts`` is the unique texts in the matrix's row order, or already their index (text -> row):
+    a million-text corpus then needs no second dictionary."""
+
+    def __init__(self, texts: list[str] | dict[str, int], matrix: np.ndarray):
+        self.index = texts if isinstance(texts, dict) else {t: i for i, t in enumerate(texts)}
         self.matrix = matrix
 
     def __call__(self, texts: list[str]) -> np.ndarray:
@@ -390,17 +393,19 @@ def _embed_and_score(models: dict[tuple, LoadedModel], tasks: list[Task],
     1 M-document corpus costs one matrix, not one per model). Returns the errors met, the scores by
     ``(task, role)`` and, for tasks with ``map: true``, the map sample's vectors by task and role.
     """
-    texts_of: dict[tuple, dict[str, None]] = {}
-    for task in tasks:
-        for spec in task_models[task.data.spec.name].values():
-            texts_of.setdefault(spec.key, {}).update(dict.fromkeys(task.texts()))
+    keys = list(dict.fromkeys(spec.key for task in tasks for spec in task_models[task.data.spec.name].values()))
     errors: list[str] = []
     scores: dict[tuple[str, str], Scores] = {}
     points: dict[str, dict[str, np.ndarray]] = {}
-    for key, text_set in texts_of.items():
+    for key in keys:
         model = models[key]
-        texts = list(text_set)
-        del text_set
+        # the model's unique texts, first seen first, with their rows: built only now, for this model
+        index: dict[str, int] = {}
+        for task in tasks:
+            if any(spec.key == key for spec in task_models[task.data.spec.name].values()):
+                for text in task.texts():
+                    index.setdefault(text, len(index))
+        texts = list(index)
         roles = sorted({r for pair in task_models.values() for r, s in pair.items() if s.key == key})
         log(f"{'/'.join(roles)} model {model.spec.spec}: loading")
         try:
@@ -408,7 +413,7 @@ def _embed_and_score(models: dict[tuple, LoadedModel], tasks: list[Task],
             model.fingerprint = embedder.fingerprint()
             model.variant = getattr(embedder, "cache_variant", lambda: None)()
             log(f"  {len(texts):,} unique texts to embed" + (f" ({model.variant})" if model.variant else ""))
-            table = EmbeddingTable(texts, _encode(model.spec, embedder, model.cache_key, texts, cache, log,
+            table = EmbeddingTable(index, _encode(model.spec, embedder, model.cache_key, texts, cache, log,
                                                   show_progress))
         except EvaluationError as exc:
             errors.append(str(exc))
@@ -416,7 +421,7 @@ def _embed_and_score(models: dict[tuple, LoadedModel], tasks: list[Task],
             continue
         finally:
             embedder = None  # a loaded model's weights go before the next model's
-        del texts
+        del texts, index
         for task in tasks:
             name = task.data.spec.name
             for role, spec in task_models[name].items():

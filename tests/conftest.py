@@ -30,6 +30,14 @@ def valid_results(out: Path) -> dict:
     return results
 
 
+def task_spec(tmp_path: Path, type: str, name: str = "t", **fields):
+    """A task of ``type`` with ``fields``, as a suite in ``tmp_path`` would declare it (first task)."""
+    from gate.suite import TaskSpec
+
+    return TaskSpec(name=name, type=type, group="g", fields=fields, models={}, pointer="/tasks/0",
+                    suite_dir=tmp_path)
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

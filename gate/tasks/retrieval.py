@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gate.data import Column, read_table
+from gate.data import Column, read_table, scan_table
 from gate.errors import BadInput
 from gate.metrics import MetricDef, mean_of
 from gate.metrics.ranking import RANKING_METRICS, gains_matrix, ideal_gains, per_query_metrics
@@ -50,12 +50,21 @@ class RetrievalTask:
     def load(cls, spec: TaskSpec) -> "RetrievalTask":
         ks = sorted(spec.fields.get("k", DEFAULT_K))
         qt = read_table(spec.path("queries"), [Column("id", "id"), Column("text", "text")], "queries file")
-        ct = read_table(spec.path("corpus"), [Column("id", "id"), Column("text", "text"),
-                                              Column("title", "optional_text")], "corpus file")
+        corpus_path = spec.path("corpus")
+        corpus_sha, rows_of_corpus = scan_table(corpus_path, [Column("id", "id"), Column("text", "text"),
+                                                              Column("title", "optional_text")], "corpus file")
+        doc_ids: list[str] = []
+        docs: list[str] = []
+        d_pos: dict[str, int] = {}
+        for line, row in rows_of_corpus:  # row by row: a big corpus keeps only its ids and texts
+            if row["id"] in d_pos:
+                raise BadInput(f"duplicate document id {row['id']!r}", corpus_path, str(line))
+            d_pos[row["id"]] = len(docs)
+            doc_ids.append(row["id"])
+            docs.append(_doc_text(row))
         rt = read_table(spec.path("qrels"), [Column("query_id", "id"), Column("doc_id", "id"),
                                              Column("relevance", "integer")], "qrels file")
         q_pos = _index(qt, "query")
-        d_pos = _index(ct, "document")
         seen: set[tuple[str, str]] = set()
         q_idx, d_idx, rel = [], [], []
         for row, line in zip(rt.rows, rt.lines):
@@ -63,7 +72,7 @@ class RetrievalTask:
             if qid not in q_pos:
                 raise BadInput(f"query_id {qid!r} is not an id in {qt.path.name}", rt.path, str(line))
             if did not in d_pos:
-                raise BadInput(f"doc_id {did!r} is not an id in {ct.path.name}", rt.path, str(line))
+                raise BadInput(f"doc_id {did!r} is not an id in {corpus_path.name}", rt.path, str(line))
             if (qid, did) in seen:
                 raise BadInput(f"duplicate judgement for query {qid!r} and document {did!r}", rt.path, str(line))
             seen.add((qid, did))
@@ -85,15 +94,14 @@ class RetrievalTask:
         skipped = int((~evaluable).sum())
         if skipped:
             notes.append(f"{skipped} of {len(qt)} queries have no relevant document and were skipped")
-        if ks[-1] > len(ct):
-            notes.append(f"k={ks[-1]} is larger than the corpus ({len(ct)} documents)")
+        if ks[-1] > len(docs):
+            notes.append(f"k={ks[-1]} is larger than the corpus ({len(docs)} documents)")
         data = TaskData(
             spec=spec, n=len(rows),
-            data_sha256={"queries": qt.sha256, "corpus": ct.sha256, "qrels": rt.sha256},
+            data_sha256={"queries": qt.sha256, "corpus": corpus_sha, "qrels": rt.sha256},
             example_ids=[r["id"] for r in rows], example_text=[{"query": r["text"]} for r in rows], notes=notes,
         )
-        return cls(data, ks, [r["text"] for r in rows], [r["id"] for r in ct.rows],
-                   [_doc_text(r) for r in ct.rows], judgements)
+        return cls(data, ks, [r["text"] for r in rows], doc_ids, docs, judgements)
 
     def select(self, indices) -> "RetrievalTask":
         """The queries at ``indices`` (renumbered, with their judgements); the corpus stays whole."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import zlib
 from pathlib import Path
@@ -14,19 +13,17 @@ from scipy.spatial.distance import pdist
 from gate.errors import BadInput
 from gate.suite import TaskSpec
 from gate.tasks.geometry import GeometryTask, pair_kernels, pseudo_values, uniformity
+from tests.conftest import task_spec, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = ROOT / "examples" / "probes"
 
 
+write = write_jsonl
+
+
 def spec(tmp_path: Path, **fields) -> TaskSpec:
-    return TaskSpec(name="geo", type="geometry", group="g", fields=fields, models={}, pointer="/tasks/0",
-                    suite_dir=tmp_path)
-
-
-def write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return task_spec(tmp_path, "geometry", "geo", **fields)
 
 
 def table_embed(vectors: dict[str, list[float]]):

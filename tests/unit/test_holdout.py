@@ -16,20 +16,18 @@ from gate.suite import TaskSpec
 from gate.tasks.holdout import HoldoutTask
 from gate.tasks.pairs import PairsTask
 from gate.tasks.sts import STSTask
+from tests.conftest import task_spec, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 STSB = ROOT / "examples" / "demo" / "data" / "stsb" / "test.jsonl"
 PROBES = ROOT / "examples" / "probes"
 
 
+write = write_jsonl
+
+
 def spec(tmp_path: Path, **fields) -> TaskSpec:
-    return TaskSpec(name="ho", type="holdout", group="g", fields=fields, models={}, pointer="/tasks/0",
-                    suite_dir=tmp_path)
-
-
-def write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return task_spec(tmp_path, "holdout", "ho", **fields)
 
 
 def hashed_embed(dim: int = 16, seed: int = 0):

@@ -16,14 +16,14 @@ from sklearn.metrics import roc_auc_score
 from gate.errors import BadInput
 from gate.suite import TaskSpec
 from gate.tasks.pairs import PairsTask, auc, label_margin
+from tests.conftest import task_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = ROOT / "examples" / "probes"
 
 
 def spec(tmp_path: Path, **fields) -> TaskSpec:
-    return TaskSpec(name="probe", type="pairs", group="g", fields=fields, models={}, pointer="/tasks/0",
-                    suite_dir=tmp_path)
+    return task_spec(tmp_path, "pairs", "probe", **fields)
 
 
 def write(path: Path, rows: list) -> Path:
