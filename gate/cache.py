@@ -67,16 +67,36 @@ class _Store:
         except OSError as exc:
             raise BadInput(f"cannot create the cache folder: {exc.strerror}", directory, "--cache") from None
         self.corrupt = 0
+        #: set when the file failed during the run: the rest of the run neither reads nor writes it
+        self.broken = False
+        self._log = log
         try:
             self._db = self._open()
         except sqlite3.DatabaseError as exc:
             # A damaged cache is only a cache: set it aside and start a new one, never fail or trust it.
-            aside = self.path.with_name(f"{self.FILE}.corrupt-{int(time.time())}")
-            log(f"the {self.WHAT} {self.path} is unreadable ({exc}); moved to {aside.name}, starting afresh")
-            self.path.replace(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            log(f"the {self.WHAT} {self.path} is unreadable ({exc}); moved to {self._set_aside()}, starting afresh")
             self._db = self._open()
+
+    def _set_aside(self) -> str:
+        aside = self.path.with_name(f"{self.FILE}.corrupt-{int(time.time())}")
+        self.path.replace(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        return aside.name
+
+    def _failed(self, exc: sqlite3.DatabaseError) -> None:
+        """A failure found while reading or writing (a page damaged after it opened, a lock held past
+        the timeout): the run goes on without the cache, and a damaged file is set aside for the next."""
+        self.broken = True
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        if isinstance(exc, sqlite3.OperationalError):  # busy or locked: the file itself may be fine
+            self._log(f"the {self.WHAT} {self.path} failed ({exc}); this run goes on without it")
+            return
+        self._log(f"the {self.WHAT} {self.path} is damaged ({exc}); this run goes on without it, "
+                  f"and the file was moved to {self._set_aside()}")
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -125,6 +145,15 @@ class EmbeddingCache(_Store):
         Entries of one model that disagree on the dimension cannot all be right and none can be told
         wrong: then nothing is used (every text is recomputed) and the odd ones are counted as corrupt."""
         found = np.zeros(len(texts), dtype=bool)
+        if self.broken:
+            return None, found
+        try:
+            return self._lookup(model, texts, found)
+        except sqlite3.DatabaseError as exc:
+            self._failed(exc)
+            return None, np.zeros(len(texts), dtype=bool)
+
+    def _lookup(self, model: str, texts: Sequence[str], found: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
         matrix: np.ndarray | None = None
         mixed = False
         for positions, dim, blob in self._rows(model, texts):
@@ -151,11 +180,16 @@ class EmbeddingCache(_Store):
                 key, blob = _text_key(text), vec.tobytes()
                 yield model, key, int(vec.shape[0]), blob, _checksum(model, key, blob)
 
-        for start in range(0, len(texts), _PUT_BATCH):
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("INSERT OR REPLACE INTO embeddings (model, text_sha256, dim, vector, checksum) "
-                                     "VALUES (?, ?, ?, ?, ?)", rows(start, start + _PUT_BATCH))
+        try:
+            for start in range(0, len(texts), _PUT_BATCH):
+                if self.broken:
+                    return
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.executemany("INSERT OR REPLACE INTO embeddings (model, text_sha256, dim, vector, "
+                                         "checksum) VALUES (?, ?, ?, ?, ?)", rows(start, start + _PUT_BATCH))
+        except sqlite3.DatabaseError as exc:
+            self._failed(exc)
 
 
 class ResponseCache(_Store):
@@ -185,7 +219,13 @@ CREATE TABLE IF NOT EXISTS responses (
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def get(self, key: str) -> dict | None:
-        row = self._db.execute("SELECT value, checksum FROM responses WHERE key = ?", (key,)).fetchone()
+        if self.broken:
+            return None
+        try:
+            row = self._db.execute("SELECT value, checksum FROM responses WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._failed(exc)
+            return None
         if row is None:
             return None
         value, check = row
@@ -201,4 +241,9 @@ CREATE TABLE IF NOT EXISTS responses (
     def put(self, key: str, value: dict) -> None:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
         check = _checksum("response", key.encode(), text.encode("utf-8"))
-        self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, text, check))
+        if self.broken:
+            return
+        try:
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, text, check))
+        except sqlite3.DatabaseError as exc:
+            self._failed(exc)

@@ -217,7 +217,7 @@ def merge(folders: tuple[Path, ...], thresholds: Path | None, out: Path, quiet: 
 
     rules = load_thresholds(thresholds) if thresholds else None
     results, examples = merge_shards(list(folders), rules, file_sha256(thresholds) if thresholds else None,
-                                     _Log(quiet))
+                                     _Log(quiet), maps_dir=out / "maps")
     paths = write_outputs(out, results, render(results, examples=examples), examples)
     _summary(results, paths)
     click.get_current_context().exit(VERDICT_EXIT[results["verdict"]])

@@ -64,6 +64,17 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
             np.asarray(x, dtype=np.float64))
 
 
+def _check_spread(role: str, points: np.ndarray) -> None:
+    """Refuse points t-SNE cannot lay out: scikit-learn's PCA start divides by their spread, and a
+    collapsed space (every point alike, the very thing a map should show) crashes its native code
+    with a segmentation fault instead of an error."""
+    if not np.isfinite(points).all():
+        raise ValueError(f"the {role}'s embeddings are not all finite")
+    if len(np.unique(points, axis=0)) < 3 or float(np.ptp(points, axis=0).max()) <= 1e-9:
+        raise ValueError(f"the {role}'s embeddings of the sample have fewer than 3 distinct points "
+                         "(a collapsed space): nothing to map")
+
+
 def _align(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """``moving`` turned (rotation or reflection about its centre) to lie best over ``fixed``."""
     from scipy.linalg import orthogonal_procrustes
@@ -107,7 +118,9 @@ def write_map(path_png: str | Path, embeddings_by_role: Mapping[str, np.ndarray]
     shown = [labels[i] for i in idx]
     coords: dict[str, np.ndarray] = {}
     for role in roles:
-        xy = _tsne(np.asarray(embeddings_by_role[role])[idx], seed)
+        points = np.asarray(embeddings_by_role[role], dtype=np.float64)[idx]
+        _check_spread(role, points)
+        xy = _tsne(points, seed)
         coords[role] = xy if not coords else _align(xy, coords[roles[0]])
     names = sorted(set(shown))
     colour_of = dict(zip(names, _colours(len(names))))

@@ -49,10 +49,17 @@ class EmbeddingTable:
         self.matrix = matrix
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        matrix, idx = self.rows(texts)
+        return matrix if idx is None else matrix[idx]
+
+    def rows(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(a view of the texts' rows, None)`` when they are one run of the matrix in order, else
+        ``(the whole matrix, their row indices)``: a caller that can gather (retrieval's top-k) then
+        never copies a big corpus."""
         idx = np.fromiter((self.index[t] for t in texts), dtype=np.int64, count=len(texts))
         if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
-            return self.matrix[idx[0]:idx[-1] + 1]  # a view: no copy of a big corpus
-        return self.matrix[idx]
+            return self.matrix[idx[0]:idx[-1] + 1], None  # a view: no copy of a big corpus
+        return self.matrix, idx
 
 
 def normalize(matrix: np.ndarray, rows: int = 65536) -> np.ndarray:
@@ -105,6 +112,8 @@ class RunOutput:
     results: dict[str, Any]
     examples: list[dict[str, Any]] = field(default_factory=list)
     task_runs: list[TaskRun] = field(default_factory=list)
+    #: a shard's embedding-map points by task and role (its rows of the map's texts), for ``gate merge``
+    map_points: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str], cache: EmbeddingCache | None,
@@ -125,6 +134,7 @@ def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str
         log(f"  encoded {len(missing):,} texts in {took:.1f} s ({len(missing) / max(took, 1e-9):,.0f}/s)")
         if fresh.shape[0] != len(missing):
             raise EvaluationError(f"model {spec.spec} returned {fresh.shape[0]} vectors for {len(missing)} texts")
+        _check_vectors(spec, fresh, missing, texts)  # before the cache: a bad vector is never stored
         if cache:
             cache.put(cache_key, [texts[i] for i in missing], fresh)
         if matrix is None:  # nothing was cached: the model's output is the matrix, in the same order
@@ -137,9 +147,29 @@ def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str
         del fresh
     if matrix is None:  # no texts at all
         matrix = np.zeros((0, 0), dtype=np.float32)
-    if not _all_finite(matrix):
-        raise EvaluationError(f"model {spec.spec} produced NaN or infinite embeddings")
+    _check_vectors(spec, matrix, np.arange(len(texts)), texts)
     return normalize(matrix)
+
+
+def _check_vectors(spec: ModelSpec, vectors: np.ndarray, positions: np.ndarray, texts: list[str]) -> None:
+    """NaN, infinite or all-zero vectors (row i is the text ``texts[positions[i]]``) are an evaluation error:
+    a cosine similarity of them is undefined, and a collapsed model must never look aligned."""
+    if not _all_finite(vectors):
+        raise EvaluationError(f"model {spec.spec} produced NaN or infinite embeddings")
+    zero = _zero_rows(vectors)
+    if len(zero):
+        raise EvaluationError(f"model {spec.spec} produced {len(zero):,} all-zero embeddings (the first for "
+                              f"{_shown(texts[positions[zero[0]]])}): cosine similarity is undefined for them")
+
+
+def _zero_rows(matrix: np.ndarray, rows: int = 65536) -> np.ndarray:
+    """Indices of the all-zero rows, a block at a time."""
+    return np.concatenate([np.flatnonzero(~matrix[s:s + rows].any(axis=1)) + s
+                           for s in range(0, matrix.shape[0], rows)] or [np.zeros(0, dtype=np.int64)])
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _metric_value(x: float | None) -> float | None:
@@ -165,7 +195,7 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
     models = _check_models(task_models, tasks)
     errors, embedded, points = _embed_and_score(models, [t for t in tasks if _kind(t) == "embedding"], task_models,
                                                 loader, cache, log, show_progress,
-                                                maps=maps_dir is not None and shard is None)
+                                                maps=maps_dir is not None or shard is not None)
     generative = [t for t in tasks if _kind(t) == "generative"]
     outcomes: dict[str, Outcome] = {}
     if generative:
@@ -178,8 +208,8 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
             if key in runtime.identities:
                 model.fingerprint = runtime.identities[key]
     task_runs = _collect(tasks, task_models, models, outcomes, embedded)
-    if points and maps_dir is not None:
-        _draw_maps(task_runs, points, maps_dir, seed or 0, log)
+    if points and maps_dir is not None and shard is None:
+        draw_maps(task_runs, points, maps_dir, seed or 0, log)
     first = task_models[suite.tasks[0].name]
     top_models = {}
     for role in ROLES:
@@ -188,7 +218,7 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
         top_models[role] = _model_json(loaded) if loaded else {"spec": spec.spec, "fingerprint": None}
     if shard is not None:
         return RunOutput({"suite": suite.name, "models": top_models, "errors": errors, "seed": seed,
-                          "resamples": resamples}, [], task_runs)
+                          "resamples": resamples}, [], task_runs, points)
     results, examples = decide_run(suite.name, task_runs, top_models, errors, rules, seed, resamples,
                                    thresholds_sha256, log)
     return RunOutput(results, examples, task_runs)
@@ -454,15 +484,16 @@ def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], mo
     return runs
 
 
-def _draw_maps(task_runs: list[TaskRun], points: dict[str, dict[str, np.ndarray]], maps_dir: Path, seed: int,
-               log: Log) -> None:
-    """The t-SNE maps of tasks with ``map: true`` (a picture for people; a failure is a note, not an error)."""
+def draw_maps(task_runs: list[TaskRun], points: dict[str, dict[str, np.ndarray]], maps_dir: Path, seed: int,
+              log: Log) -> None:
+    """The t-SNE maps of tasks with ``map: true`` from their texts' vectors (``points``, rows aligned with the
+    task's ``labelled_texts``): a picture for people, so a failure is a note, not an error. A run and a
+    merge of shards both draw through here."""
     for run in task_runs:
         spec = run.task.data.spec
-        embeddings = points.get(spec.name)
-        if not embeddings:
-            continue
-        texts, labels = run.task.labelled_texts()
+        given = points.get(spec.name, {})
+        embeddings = {role: given[role] for role in ROLES if role in given}  # the baseline is the reference
+        texts, labels = run.task.labelled_texts() if embeddings else ([], [])
         if len(texts) < 3:
             continue
         from gate.embedding_map import write_map

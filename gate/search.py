@@ -78,16 +78,19 @@ def _merge_survivors(best_idx: np.ndarray, best_scores: np.ndarray, rows: np.nda
     return all_idx[take], all_scores[take]
 
 
-def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, query_chunk: int = 1024,
-          corpus_chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, rows: np.ndarray | None = None,
+          query_chunk: int = 1024, corpus_chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of the ``k`` highest dot products per query, best first.
 
     Returns ``(n_queries, min(k, n_docs))`` arrays. Inputs should be L2-normalized
     (and finite) for cosine similarity. Besides the inputs, memory is one
     ``query_chunk x corpus_chunk`` score block, a boolean mask of the same shape and
-    small per-query state.
+    small per-query state. With ``rows``, document i is ``corpus[rows[i]]``: a corpus whose
+    vectors are not one contiguous run of a bigger matrix (a repeated text, a text shared
+    with another task) is gathered a block at a time, never copied whole.
     """
-    n_q, n_d = queries.shape[0], corpus.shape[0]
+    doc_rows = rows  # (``rows`` below is a block's row numbers)
+    n_q, n_d = queries.shape[0], (corpus.shape[0] if doc_rows is None else len(doc_rows))
     k = max(0, min(k, n_d))
     out_idx = np.empty((n_q, k), dtype=np.int64)
     out_scores = np.empty((n_q, k), dtype=np.float32)
@@ -102,7 +105,7 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *, query_chunk: int =
         best_idx = np.empty((q.shape[0], 0), dtype=np.int64)
         best_scores = np.empty((q.shape[0], 0), dtype=dtype)
         for cs in range(0, n_d, corpus_chunk):
-            c = corpus[cs:cs + corpus_chunk]
+            c = corpus[cs:cs + corpus_chunk] if doc_rows is None else corpus[doc_rows[cs:cs + corpus_chunk]]
             scores = block_buf[:q.shape[0] * c.shape[0]].reshape(q.shape[0], c.shape[0])
             np.matmul(q, c.T, out=scores)
             if best_idx.shape[1] < k:

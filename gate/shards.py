@@ -29,7 +29,7 @@ import numpy as np
 import gate
 from gate.documents import file_sha256
 from gate.errors import BadInput
-from gate.runner import ROLES, RunOutput, TaskRun, decide_run
+from gate.runner import ROLES, RunOutput, TaskRun, decide_run, draw_maps
 from gate.tasks import Scores
 
 FORMAT = "gate-shard-v1"
@@ -57,6 +57,7 @@ def write_shard(out: Path, suite_file: Path, output: RunOutput, shard: tuple[int
         name = run.task.data.spec.name
         lo, hi, total = getattr(run.task, "shard_rows", (0, run.task.data.n, run.task.data.n))
         tasks[name] = {"rows": [lo, hi], "n": total, "info": run.info, "notes": list(run.task.data.notes),
+                       "data_sha256": run.task.data.data_sha256,
                        "roles": {role: run.scores[role] is not None for role in ROLES}}
         extras[name] = {}
         for role in ROLES:
@@ -73,13 +74,23 @@ def write_shard(out: Path, suite_file: Path, output: RunOutput, shard: tuple[int
             "errors": output.results["errors"], "tasks": tasks}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"shard": out / "shard.json", "raw": out / "raw.npz", "extras": out / "extras.json"}
+        paths = {"shard": out / "shard.json", "raw": out / "raw.npz", "extras": out / "extras.json",
+                 "maps": out / "maps.npz"}
         np.savez_compressed(paths["raw"], **arrays)
+        np.savez_compressed(paths["maps"], **{_SEP.join((task, role)): points
+                                              for task, by_role in output.map_points.items()
+                                              for role, points in by_role.items()})
         paths["extras"].write_text(json.dumps(extras, ensure_ascii=False), encoding="utf-8")
         paths["shard"].write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot write the shard: {exc.strerror}", exc.filename or out) from None
     return paths
+
+
+#: what shard.json must hold (a hand-edited or truncated file is bad input, never an internal error)
+_META = {"suite": str, "suite_file": str, "suite_file_resolved": str, "suite_sha256": str, "shard": list,
+         "resamples": int, "models": dict, "errors": list, "tasks": dict}
+_TASK = {"rows": list, "n": int, "info": dict, "roles": dict}
 
 
 def _read_shard(folder: Path) -> dict[str, Any]:
@@ -92,26 +103,67 @@ def _read_shard(folder: Path) -> dict[str, Any]:
         raise BadInput(f"cannot read the shard: {exc}", path) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BadInput(f"not a gate shard (expected \"format\": \"{FORMAT}\")", path)
+    _expect(meta, _META, path, "")
+    shard = meta["shard"]
+    if len(shard) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in shard):
+        raise BadInput(f"\"shard\": expected [I, N], got {shard!r}", path)
+    for name, task in meta["tasks"].items():
+        _expect(task, _TASK, path, f"tasks.{name}.")
+        if set(task["roles"]) != set(ROLES):
+            raise BadInput(f"\"tasks.{name}.roles\": expected {', '.join(ROLES)}", path)
     meta["_folder"] = folder
     return meta
 
 
-def _check_together(shards: list[dict[str, Any]]) -> int:
-    """The shard count, after checking that the shards are the N parts of one run (bad input otherwise)."""
+def _expect(obj: Any, keys: dict[str, type], path: Path, where: str) -> None:
+    if not isinstance(obj, dict):
+        raise BadInput(f"\"{where.rstrip('.') or 'shard'}\": expected an object; was the file edited?", path)
+    for key, kind in keys.items():
+        if not isinstance(obj.get(key), kind):
+            raise BadInput(f"\"{where}{key}\": expected {kind.__name__ if kind is not dict else 'an object'}, got "
+                           f"{type(obj.get(key)).__name__ if key in obj else 'nothing'}; was the file edited?", path)
+
+
+def _same_models(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any] | None:
+    """The two shards' models as one (a fingerprint one side lacks is taken from the other), or None when
+    they differ. A shard with nothing to embed for a model never loads it and records no fingerprint."""
+    if set(mine) != set(theirs):
+        return None
+    out = {}
+    for role, model in mine.items():
+        other = theirs[role]
+        if not isinstance(model, dict) or not isinstance(other, dict) or model.get("spec") != other.get("spec"):
+            return None
+        a, b = model.get("fingerprint"), other.get("fingerprint")
+        if a is not None and b is not None and a != b:
+            return None
+        out[role] = {**model, "fingerprint": a if a is not None else b}
+    return out
+
+
+def _check_together(shards: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """The shard count and the run's models, after checking that the shards are the N parts of one run."""
     first = shards[0]
+    models = first["models"]
     for meta in shards[1:]:
-        for key, what in (("suite_sha256", "suite file"), ("suite", "suite"), ("models", "models"),
-                          ("seed", "seed"), ("resamples", "resample count")):
+        for key, what in (("suite_sha256", "suite file"), ("suite", "suite"), ("seed", "seed"),
+                          ("resamples", "resample count")):
             if meta[key] != first[key]:
                 raise BadInput(f"this shard was run with another {what} than {first['_folder']} "
                                f"({meta[key]!r} vs {first[key]!r}): only shards of one run can be merged",
                                meta["_folder"] / "shard.json")
+        joined = _same_models(models, meta["models"])
+        if joined is None:
+            raise BadInput(f"this shard was run with other models than {first['_folder']} "
+                           f"({meta['models']!r} vs {models!r}): only shards of one run can be merged",
+                           meta["_folder"] / "shard.json")
+        models = joined
     count = first["shard"][1]
     indices = sorted(meta["shard"][0] for meta in shards)
     if any(meta["shard"][1] != count for meta in shards) or indices != list(range(1, count + 1)):
         raise BadInput(f"expected the shards 1..{count} of {count} exactly once; got "
                        f"{', '.join('/'.join(map(str, m['shard'])) for m in shards)}")
-    return count
+    return count, models
 
 
 def _suite_path(first: dict[str, Any]) -> Path:
@@ -142,61 +194,104 @@ def _sum_usage(pieces: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def merge_shards(folders: list[Path], rules: Any, thresholds_sha256: str | None,
-                 log: Any = lambda msg: None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The results and example rows of the single run the shards in ``folders`` are parts of."""
+                 log: Any = lambda msg: None, maps_dir: Path | None = None
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The results and example rows of the single run the shards in ``folders`` are parts of (and its
+    embedding maps in ``maps_dir``, drawn from the shards' vectors of the maps' texts)."""
     from gate.suite import load_suite
     from gate.tasks import load_task
 
     shards = sorted((_read_shard(Path(f)) for f in folders), key=lambda m: m["shard"][0])
     if not shards:
         raise BadInput("no shard folders given")
-    count = _check_together(shards)
+    count, models = _check_together(shards)
     first = shards[0]
     suite = load_suite(_suite_path(first))
-    raws = []
-    for meta in shards:
-        try:
-            with np.load(meta["_folder"] / "raw.npz") as raw:
-                arrays = {k: raw[k] for k in raw.files}
-            extras = json.loads((meta["_folder"] / "extras.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"cannot read the shard's scores: {exc}", meta["_folder"]) from None
-        raws.append((arrays, extras))
+    raws = [_read_arrays(meta) for meta in shards]
     log(f"merging {count} shard(s) of suite {suite.name!r}")
     task_runs: list[TaskRun] = []
+    points: dict[str, dict[str, np.ndarray]] = {}
     errors: list[str] = []
     for meta in shards:
         errors.extend(e for e in meta["errors"] if e not in errors)
     for spec in suite.tasks:
         task = load_task(spec)
-        pieces = [(meta, arrays, extras) for meta, (arrays, extras) in zip(shards, raws) if spec.name in meta["tasks"]]
+        pieces = [(meta, arrays, extras, maps) for meta, (arrays, extras, maps) in zip(shards, raws)
+                  if spec.name in meta["tasks"]]
         covered = 0
-        for meta, _, _ in pieces:
-            lo, hi = meta["tasks"][spec.name]["rows"]
-            if lo != covered or meta["tasks"][spec.name]["n"] != task.data.n:
+        for meta, _, _, _ in pieces:
+            mine = meta["tasks"][spec.name]
+            lo, hi = mine["rows"]
+            if lo != covered or mine["n"] != task.data.n:
                 raise BadInput(f"task {spec.name!r}: the shards do not cover its {task.data.n} examples in order "
                                f"(rows {lo}-{hi} after {covered}); were they run on other data?", meta["_folder"])
+            if mine.get("data_sha256") != task.data.data_sha256:
+                changed = sorted(k for k, v in task.data.data_sha256.items()
+                                 if (mine.get("data_sha256") or {}).get(k) != v)
+                raise BadInput(f"task {spec.name!r}: its data ({', '.join(changed) or 'files'}) differs from what "
+                               "this shard scored; merge in the checkout the shards ran on", meta["_folder"])
             covered = hi
         if covered != task.data.n:
             raise BadInput(f"task {spec.name!r}: the shards cover {covered} of its {task.data.n} examples; "
                            "were they run on other data?", first["_folder"])
-        scores: dict[str, Scores | None] = {}
+        try:
+            task_runs.append(_merge_task(task, [(m, a, e) for m, a, e, _ in pieces]))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise BadInput(f"task {spec.name!r}: the shards' scores are incomplete or were edited "
+                           f"({type(exc).__name__}: {exc})", first["_folder"]) from None
         for role in ROLES:
-            if not pieces or not all(meta["tasks"][spec.name]["roles"][role] for meta, _, _ in pieces):
-                scores[role] = None
-                continue
-            prefix = _SEP.join((spec.name, role, ""))
-            keys = [k[len(prefix):] for k in pieces[0][1] if k.startswith(prefix)]
-            merged = {key: np.concatenate([arrays[prefix + key] for _, arrays, _ in pieces]) for key in keys}
-            parts = [extras[spec.name].get(role) for _, _, extras in pieces]
-            scores[role] = Scores(merged, None if any(p is None for p in parts) else [e for p in parts for e in p])
-        for meta, _, _ in pieces:  # what scoring noticed (a probe that did not converge), once each
-            task.data.notes.extend(n for n in meta["tasks"][spec.name].get("notes", []) if n not in task.data.notes)
-        info = dict(pieces[0][0]["tasks"][spec.name]["info"]) if pieces else {}
-        usages = [meta["tasks"][spec.name]["info"]["usage"] for meta, _, _ in pieces
-                  if "usage" in meta["tasks"][spec.name]["info"]]
-        if usages:
-            info["usage"] = _sum_usage(usages)
-        task_runs.append(TaskRun(task, scores, info))
-    return decide_run(suite.name, task_runs, first["models"], errors, rules, first["seed"], first["resamples"],
+            parts = [maps.get(_SEP.join((spec.name, role))) for _, _, _, maps in pieces]
+            if parts and all(part is not None for part in parts):
+                points.setdefault(spec.name, {})[role] = np.concatenate(parts)
+    if maps_dir is not None and points:
+        draw_maps(task_runs, points, maps_dir, first.get("seed") or 0, log)
+    return decide_run(suite.name, task_runs, models, errors, rules, first.get("seed"), first["resamples"],
                       thresholds_sha256, log)
+
+
+def _read_arrays(meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
+    """A shard's raw scores, extras and map points (a shard written before maps were kept has none)."""
+    folder = meta["_folder"]
+    try:
+        with np.load(folder / "raw.npz", allow_pickle=False) as raw:
+            arrays = {k: raw[k] for k in raw.files}
+        maps: dict[str, np.ndarray] = {}
+        if (folder / "maps.npz").is_file():
+            with np.load(folder / "maps.npz", allow_pickle=False) as stored:
+                maps = {k: stored[k] for k in stored.files}
+        extras = json.loads((folder / "extras.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"cannot read the shard's scores: {exc}", folder) from None
+    if not isinstance(extras, dict):
+        raise BadInput("extras.json: expected an object; was the file edited?", folder)
+    return arrays, extras, maps
+
+
+def _merge_task(task: Any, pieces: list[tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]]) -> TaskRun:
+    """One task's raw scores, joined in example order, with what the shards recorded about it."""
+    name = task.data.spec.name
+    scores: dict[str, Scores | None] = {}
+    for role in ROLES:
+        if not pieces or not all(meta["tasks"][name]["roles"][role] for meta, _, _ in pieces):
+            scores[role] = None
+            continue
+        prefix = _SEP.join((name, role, ""))
+        keys = [k[len(prefix):] for k in pieces[0][1] if k.startswith(prefix)]
+        merged = {key: np.concatenate([arrays[prefix + key] for _, arrays, _ in pieces]) for key in keys}
+        parts = [extras[name].get(role) for _, _, extras in pieces]
+        scores[role] = Scores(merged, None if any(p is None for p in parts) else [e for p in parts for e in p])
+    for meta, _, _ in pieces:  # what scoring noticed (a probe that did not converge), once each
+        task.data.notes.extend(n for n in meta["tasks"][name].get("notes", []) if n not in task.data.notes)
+    info = dict(pieces[0][0]["tasks"][name]["info"]) if pieces else {}
+    if "models" in info:  # a task's own models: the same in every shard (fingerprints filled in where known)
+        for meta, _, _ in pieces[1:]:
+            joined = _same_models(info["models"], meta["tasks"][name]["info"].get("models") or {})
+            if joined is None:
+                raise BadInput(f"task {name!r} was run with other models in {meta['_folder']} than in "
+                               f"{pieces[0][0]['_folder']}: only shards of one run can be merged",
+                               meta["_folder"] / "shard.json")
+            info["models"] = joined
+    usages = [meta["tasks"][name]["info"]["usage"] for meta, _, _ in pieces if "usage" in meta["tasks"][name]["info"]]
+    if usages:
+        info["usage"] = _sum_usage(usages)
+    return TaskRun(task, scores, info)

@@ -117,9 +117,11 @@ class RetrievalTask:
         return self.queries + self.docs
 
     def score(self, embed: Embed) -> Scores:
-        q, c = embed(self.queries), embed(self.docs)
+        q = embed(self.queries)
+        gather = getattr(embed, "rows", None)  # the runner's table: the corpus's rows without a copy
+        corpus, rows = gather(self.docs) if gather else (embed(self.docs), None)
         depth = max(self.ks)
-        ranked, _ = top_k(q, c, depth)
+        ranked, _ = top_k(q, corpus, depth, rows=rows)
         n_q, n_d = len(self.queries), len(self.docs)
         gains = gains_matrix(ranked, self.q_idx, self.d_idx, self.rel, n_d)
         ideal = ideal_gains(self.q_idx, self.rel, n_q, depth)

@@ -131,3 +131,85 @@ def test_what_scoring_notices_survives_a_merge(classification, tmp_path, embeddi
     notes = single["tasks"]["banking77-intent"]["notes"]
     assert any("stopped at max_iter=2" in n for n in notes)
     assert joined["tasks"]["banking77-intent"]["notes"] == notes
+
+
+def _shards(suite: Path, out: Path, n: int, cache: Path, *extra) -> list[Path]:
+    folders = []
+    for i in range(1, n + 1):
+        result = gate("run", suite, "--out", out / f"s{i}", "--cache", cache, "-q", "--resamples", "200",
+                      "--shard", f"{i}/{n}", *extra)
+        assert result.exit_code == 0, result.output
+        folders.append(out / f"s{i}")
+    return folders
+
+
+def test_a_merge_draws_the_maps_a_single_run_draws(classification, tmp_path, embedding_cache_dir):
+    """Maps need every labelled text: each shard keeps its rows' vectors, the merge draws from all of them."""
+    suite = classification / "suite.yaml"
+    single = gate("run", suite, "--out", tmp_path / "single", "--cache", embedding_cache_dir, "-q",
+                  "--resamples", "200")
+    assert single.exit_code == 0, single.output
+    merged = gate("merge", *_shards(suite, tmp_path, 3, embedding_cache_dir), "--out", tmp_path / "m", "-q")
+    assert merged.exit_code == 0, merged.output
+    a, b = valid_results(tmp_path / "single"), valid_results(tmp_path / "m")
+    a.pop("created_at"), b.pop("created_at")
+    assert a == b and b["tasks"]["banking77-clusters"]["map"] == "maps/banking77-clusters.png"
+    assert (tmp_path / "m" / "report.md").read_text() == (tmp_path / "single" / "report.md").read_text()
+    assert (tmp_path / "m" / "maps" / "banking77-clusters.png").read_bytes() == \
+        (tmp_path / "single" / "maps" / "banking77-clusters.png").read_bytes()
+
+
+def test_shards_with_nothing_to_embed_still_merge(classification, tmp_path, embedding_cache_dir):
+    """Clustering runs whole in shard 1; shard 2 loads no model and knows no fingerprint, yet belongs to the run."""
+    text = (classification / "suite.yaml").read_text()
+    only = tmp_path / "suite.yaml"
+    only.write_text(text[:text.index("  - name: banking77-intent")] + text[text.index("  - name: banking77-clusters"):],
+                    encoding="utf-8")
+    shutil.copytree(classification / "data", tmp_path / "data")
+    single = gate("run", only, "--out", tmp_path / "single", "--cache", embedding_cache_dir, "-q",
+                  "--resamples", "200")
+    assert single.exit_code == 0, single.output
+    folders = _shards(only, tmp_path, 2, embedding_cache_dir)
+    assert json.loads((folders[1] / "shard.json").read_text())["models"]["candidate"]["fingerprint"] is None
+    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q")
+    assert merged.exit_code == 0, merged.output
+    a, b = valid_results(tmp_path / "single"), valid_results(tmp_path / "m")
+    assert a["models"] == b["models"] and b["models"]["candidate"]["fingerprint"].startswith("sha256:")
+
+
+def test_shards_that_scored_other_data_are_bad_input(classification, tmp_path, embedding_cache_dir):
+    """Same row count, other texts: the merge must refuse, not report shard 1's scores for the new texts."""
+    work = tmp_path / "work"
+    shutil.copytree(classification, work)
+    data = work / "data" / "intent-test.jsonl"
+    first = _shards(work / "suite.yaml", tmp_path, 2, embedding_cache_dir)[0]
+    rows = read_jsonl(data)
+    rows[0]["text"] = rows[0]["text"] + " (edited)"
+    write_jsonl(data, rows)
+    second = gate("run", work / "suite.yaml", "--out", tmp_path / "s2b", "--cache", embedding_cache_dir, "-q",
+                  "--resamples", "200", "--shard", "2/2")
+    assert second.exit_code == 0, second.output
+    merged = gate("merge", first, tmp_path / "s2b", "--out", tmp_path / "m", "-q")
+    assert merged.exit_code == 2, merged.output
+    assert "task 'banking77-intent': its data (test) differs from what this shard scored" in merged.output
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda meta: meta.pop("tasks"), '"tasks": expected an object, got nothing'),
+    (lambda meta: meta.update(shard=[1]), '"shard": expected [I, N]'),
+    (lambda meta: next(iter(meta["tasks"].values())).pop("roles"), ".roles\": expected an object, got nothing"),
+])
+def test_an_edited_shard_file_is_bad_input(classification, tmp_path, embedding_cache_dir, edit, message):
+    folders = _shards(classification / "suite.yaml", tmp_path, 2, embedding_cache_dir)
+    meta = json.loads((folders[0] / "shard.json").read_text())
+    edit(meta)
+    (folders[0] / "shard.json").write_text(json.dumps(meta))
+    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q")
+    assert merged.exit_code == 2 and message in merged.output and "internal error" not in merged.output
+
+
+def test_an_edited_extras_file_is_bad_input(classification, tmp_path, embedding_cache_dir):
+    folders = _shards(classification / "suite.yaml", tmp_path, 2, embedding_cache_dir)
+    (folders[1] / "extras.json").write_text("{}")
+    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q")
+    assert merged.exit_code == 2 and "the shards' scores are incomplete or were edited" in merged.output

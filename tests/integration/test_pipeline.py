@@ -274,3 +274,50 @@ def test_float16_and_float32_vectors_of_one_model_never_share_cache_entries(suit
     again.cache_variant = lambda: "float16"
     run_suite(suite, loader=loader_for({"default": again, "./cand": again}), cache=cache)
     assert again.calls == []  # its own entries are
+
+
+def test_a_corpus_that_repeats_texts_ranks_without_copying_the_matrix(suite_dir, monkeypatch):
+    """A repeated document, or one equal to a query, makes the corpus's rows non-contiguous in the table:
+    top-k must gather them (``rows``) rather than copy the whole corpus, and rank exactly as before."""
+    import gate.tasks.retrieval as retrieval
+
+    write_jsonl(suite_dir / "c.jsonl", [{"id": "d1", "text": "heat flow"}, {"id": "d2", "text": "wing"},
+                                        {"id": "d3", "text": "heat"}, {"id": "d4", "text": "noise wing"},
+                                        {"id": "d5", "text": "heat"}])  # "heat" twice, and equal to query q2
+    seen = []
+    real_top_k = retrieval.top_k
+
+    def spy(queries, corpus, k, *, rows=None, **kw):
+        seen.append(rows is not None)
+        return real_top_k(queries, corpus, k, rows=rows, **kw)
+
+    enc = KeywordEncoder("c", set(VOCAB))
+    plain = run_suite(load_suite(suite_dir / "suite.yaml"), loader=loader_for({"default": enc, "./cand": enc}))
+    monkeypatch.setattr(retrieval, "top_k", spy)
+    spied = run_suite(load_suite(suite_dir / "suite.yaml"), loader=loader_for({"default": enc, "./cand": enc}))
+    assert seen and all(seen)  # gathered by row index
+    assert spied.results["metrics"] == plain.results["metrics"]
+    # q2 "heat": d3 and d5 tie at cosine 1; the lower index (d3) ranks first
+    row = next(r for r in spied.examples if r["id"] == "q2")
+    assert row["candidate"]["top"][:2] == ["d3", "d5"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.nan, "produced NaN or infinite embeddings"),
+    (0.0, "produced 1 all-zero embeddings (the first for 'noise'): cosine similarity is undefined"),
+])
+def test_a_nan_or_zero_vector_is_an_error_and_never_cached(suite_dir, tmp_path, bad, message):
+    class Broken(KeywordEncoder):
+        def encode(self, texts, *, show_progress=False):
+            out = super().encode(texts)
+            out[[i for i, t in enumerate(texts) if t == "noise"]] = bad
+            return out
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    good, broken = KeywordEncoder("b", set(VOCAB)), Broken("c", {"wing", "heat"})  # other fingerprints
+    out = run_suite(load_suite(suite_dir / "suite.yaml"), loader=loader_for({"default": good, "./cand": broken}),
+                    cache=cache)
+    assert out.results["verdict"] == "error"
+    assert len(out.results["errors"]) == 1 and message in out.results["errors"][0]
+    (stored,) = cache._db.execute("SELECT count(*) FROM embeddings").fetchone()
+    assert stored == len(good.calls[0])  # the baseline's vectors only

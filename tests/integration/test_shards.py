@@ -126,3 +126,16 @@ def test_generative_shards_merge_to_the_single_run(endpoint, tmp_path):  # noqa:
     same_run(tmp_path / "single", tmp_path / "merged", usage=False)
     usage = valid_results(tmp_path / "merged")["tasks"]["banking-tools"]["usage"]["candidate"]
     assert usage["cache_hits"] == 18 and usage["requests"] == 0  # summed over the two shards
+
+
+def test_models_of_two_shards_join_only_when_they_agree():
+    from gate.shards import _same_models
+
+    known = {"baseline": {"spec": "st:default", "fingerprint": "sha256:a"},
+             "candidate": {"spec": "st:./ft", "fingerprint": "sha256:b"}}
+    unloaded = {"baseline": {"spec": "st:default", "fingerprint": None},
+                "candidate": {"spec": "st:./ft", "fingerprint": None}}
+    assert _same_models(unloaded, known) == known == _same_models(known, unloaded)
+    assert _same_models(known, {**known, "candidate": {"spec": "st:./ft", "fingerprint": "sha256:c"}}) is None
+    assert _same_models(known, {**known, "candidate": {"spec": "st:./other", "fingerprint": "sha256:b"}}) is None
+    assert _same_models(known, {"baseline": known["baseline"]}) is None

@@ -118,3 +118,33 @@ def test_writing_a_text_again_keeps_one_entry(tmp_path, replace):
     matrix, _ = cache.lookup("m", ["a"])
     assert count == 1
     np.testing.assert_array_equal(matrix[0], (second if replace else first)[0])
+
+
+def test_a_file_damaged_after_it_opened_is_left_for_the_rest_of_the_run(tmp_path):
+    """A damaged page found by a query (not at open) must not crash the run: no cache, a message, the file set aside."""
+    cache = EmbeddingCache(tmp_path)
+    texts = [f"text {i}" for i in range(300)]
+    cache.put("m", texts, vectors(300, dim=384))
+    cache._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cache.close()
+    path = tmp_path / EmbeddingCache.FILE
+    with open(path, "r+b") as fh:  # overwrite the b-tree pages past the header (page 1)
+        fh.seek(16384 * 2)
+        fh.write(b"\xff" * 16384 * 4)
+    messages: list[str] = []
+    cache = EmbeddingCache(tmp_path, log=messages.append)
+    matrix, found = cache.lookup("m", texts)
+    assert matrix is None and not found.any()
+    assert cache.broken and "is damaged" in messages[-1] and "this run goes on without it" in messages[-1]
+    assert list(tmp_path.glob("embeddings.sqlite3.corrupt-*")) and not path.exists()
+    cache.put("m", texts[:1], vectors(1, dim=384))  # a no-op now, not an error
+    assert cache.lookup("m", texts[:1])[0] is None
+
+
+def test_a_cache_locked_past_the_timeout_is_skipped_not_set_aside(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    messages: list[str] = []
+    cache._log = messages.append
+    cache._failed(sqlite3.OperationalError("database is locked"))
+    assert cache.broken and "failed (database is locked)" in messages[0]
+    assert (tmp_path / EmbeddingCache.FILE).exists()

@@ -124,3 +124,17 @@ def test_many_labels_and_one_role(tmp_path):
     width, height = struct.unpack(">II", png_chunks(result.path.read_bytes())[0][1][:8])
     assert (width, height) == (int(PANEL_INCHES * DPI), int((PANEL_INCHES + 0.2) * DPI))
     assert result.panels == ("only (60 points)",)
+
+
+@pytest.mark.parametrize("collapsed", [
+    np.zeros((50, 8)),                                  # every vector zero
+    np.tile(np.eye(1, 8), (50, 1)),                     # every vector the same
+    np.repeat(np.eye(2, 8), 25, axis=0),                # two points only
+])
+def test_a_collapsed_space_is_refused_not_crashed(tmp_path, collapsed):
+    """scikit-learn's t-SNE segfaults on points without spread; the map must refuse them with an error."""
+    labels = ["a", "b"] * 25
+    healthy = np.random.default_rng(0).normal(size=(50, 8))
+    with pytest.raises(ValueError, match="the candidate's embeddings of the sample have fewer than 3 distinct"):
+        write_map(tmp_path / "m.png", {"baseline": healthy, "candidate": collapsed}, labels)
+    assert not (tmp_path / "m.png").exists()

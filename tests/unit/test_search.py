@@ -129,3 +129,16 @@ def test_same_result_whatever_the_chunking():
         got = top_k(queries, corpus, 10, query_chunk=q_chunk, corpus_chunk=c_chunk)
         np.testing.assert_array_equal(got[0], ref[0])
         np.testing.assert_array_equal(got[1], ref[1])
+
+
+@pytest.mark.parametrize("c_chunk", [1, 7, 64, 5000])
+def test_gathered_rows_rank_as_the_copied_corpus(c_chunk):
+    """``rows`` (a corpus with repeated or scattered rows of a bigger matrix) ranks as ``matrix[rows]`` does."""
+    rng = np.random.default_rng(c_chunk)
+    matrix, queries = normalized(rng, 300, 16), normalized(rng, 23, 16)
+    rows = np.concatenate([rng.permutation(300)[:250], [5, 5, 17]])  # scattered, with repeats (ties)
+    idx, scores = top_k(queries, matrix, 10, rows=rows, corpus_chunk=c_chunk)
+    want_idx = check(queries, matrix[rows], 10, corpus_chunk=c_chunk)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ matrix[rows].T, want_idx, 1), rtol=1e-6,
+                               atol=1e-6)
