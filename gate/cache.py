@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -70,19 +71,35 @@ class _Store:
         #: set when the file failed during the run: the rest of the run neither reads nor writes it
         self.broken = False
         self._log = log
+        self._inode: int | None = None
         try:
             self._db = self._open()
+        except sqlite3.OperationalError as exc:  # locked, read-only, no permission: the file may well be fine
+            log(f"the {self.WHAT} {self.path} cannot be used ({exc}); this run goes on without it")
+            self.broken = True
+            self._db = sqlite3.connect(":memory:")
         except sqlite3.DatabaseError as exc:
             # A damaged cache is only a cache: set it aside and start a new one, never fail or trust it.
-            log(f"the {self.WHAT} {self.path} is unreadable ({exc}); moved to {self._set_aside()}, starting afresh")
+            log(f"the {self.WHAT} {self.path} is unreadable ({exc}); {self._set_aside()}, starting afresh")
             self._db = self._open()
+        try:
+            self._inode = os.stat(self.path).st_ino
+        except OSError:
+            pass
 
     def _set_aside(self) -> str:
-        aside = self.path.with_name(f"{self.FILE}.corrupt-{int(time.time())}")
-        self.path.replace(aside)
+        """Move the damaged file out of the way (what happened, for the log). Another run may have moved it
+        already, or put a new file in its place: a file other than the one this run opened is left alone."""
+        try:
+            if self._inode is not None and os.stat(self.path).st_ino != self._inode:
+                return "another run has replaced it since, so it was left as it is"
+            aside = self.path.with_name(f"{self.FILE}.corrupt-{time.time_ns()}-{os.getpid()}")
+            self.path.replace(aside)
+        except OSError as exc:
+            return f"it could not be moved aside ({exc.strerror or exc})"
         for suffix in ("-wal", "-shm"):
             Path(str(self.path) + suffix).unlink(missing_ok=True)
-        return aside.name
+        return f"moved to {aside.name}"
 
     def _failed(self, exc: sqlite3.DatabaseError) -> None:
         """A failure found while reading or writing (a page damaged after it opened, a lock held past
@@ -95,8 +112,8 @@ class _Store:
         if isinstance(exc, sqlite3.OperationalError):  # busy or locked: the file itself may be fine
             self._log(f"the {self.WHAT} {self.path} failed ({exc}); this run goes on without it")
             return
-        self._log(f"the {self.WHAT} {self.path} is damaged ({exc}); this run goes on without it, "
-                  f"and the file was moved to {self._set_aside()}")
+        self._log(f"the {self.WHAT} {self.path} is damaged ({exc}); this run goes on without it; "
+                  f"{self._set_aside()}")
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)

@@ -88,7 +88,7 @@ def _show_progress(quiet: bool) -> bool:
         return False
     asked = os.environ.get("GATE_PROGRESS", "")
     if asked:
-        return asked not in ("0", "false", "no")
+        return asked.strip().lower() not in ("0", "false", "no", "off")
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 

@@ -118,7 +118,7 @@ def write_map(path_png: str | Path, embeddings_by_role: Mapping[str, np.ndarray]
     shown = [labels[i] for i in idx]
     coords: dict[str, np.ndarray] = {}
     for role in roles:
-        points = np.asarray(embeddings_by_role[role], dtype=np.float64)[idx]
+        points = np.asarray(embeddings_by_role[role])[idx].astype(np.float64)  # the sample only, not all rows
         _check_spread(role, points)
         xy = _tsne(points, seed)
         coords[role] = xy if not coords else _align(xy, coords[roles[0]])

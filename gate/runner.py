@@ -105,6 +105,9 @@ class TaskRun:
     task: Task
     scores: dict[str, Scores | None]
     info: dict[str, Any] = field(default_factory=dict)
+    #: per role, what besides the spec and fingerprint decides the outputs (options, float16), so
+    #: ``gate merge`` can refuse shards run with other settings; not part of ``results.json``
+    setup: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,14 +137,15 @@ def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str
         log(f"  encoded {len(missing):,} texts in {took:.1f} s ({len(missing) / max(took, 1e-9):,.0f}/s)")
         if fresh.shape[0] != len(missing):
             raise EvaluationError(f"model {spec.spec} returned {fresh.shape[0]} vectors for {len(missing)} texts")
-        _check_vectors(spec, fresh, missing, texts)  # before the cache: a bad vector is never stored
+        # checked before the cache: a bad vector, or one of another size than the cached ones, is never stored
+        _check_vectors(spec, fresh, missing, texts)
+        if matrix is not None and (fresh.ndim != 2 or fresh.shape[1] != matrix.shape[1]):
+            raise EvaluationError(f"model {spec.spec} returned {fresh.shape[-1]}-dimensional vectors, and its "
+                                  f"cached ones have {matrix.shape[1]}")
         if cache:
             cache.put(cache_key, [texts[i] for i in missing], fresh)
         if matrix is None:  # nothing was cached: the model's output is the matrix, in the same order
             matrix = np.require(fresh, dtype=np.float32, requirements=["C", "W"])
-        elif fresh.ndim != 2 or fresh.shape[1] != matrix.shape[1]:
-            raise EvaluationError(f"model {spec.spec} returned {fresh.shape[-1]}-dimensional vectors, and its "
-                                  f"cached ones have {matrix.shape[1]}")
         else:
             matrix[missing] = fresh
         del fresh
@@ -480,7 +484,7 @@ def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], mo
             info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
         if outcome is not None:
             info.update(outcome.info)
-        runs.append(TaskRun(task, scores, info))
+        runs.append(TaskRun(task, scores, info, {r: model_setup(models[pair[r].key]) for r in ROLES}))
     return runs
 
 
@@ -553,6 +557,13 @@ def derive(task_runs: list[TaskRun], seed: int, resamples: int
         task_info[name] = info
         examples.extend(_examples(task, scores))
     return metrics, task_info, examples
+
+
+def model_setup(model: LoadedModel) -> dict[str, Any]:
+    """The options that change a model's outputs and its variant (``None`` when it was never loaded here)."""
+    return {"options": {k: v for k, v in model.spec.options if k not in _NOT_IN_VECTORS},
+            "variant": model.variant if model.fingerprint is not None else None,
+            "loaded": model.fingerprint is not None}
 
 
 def _model_json(model: LoadedModel) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def write_shard(out: Path, suite_file: Path, output: RunOutput, shard: tuple[int
         name = run.task.data.spec.name
         lo, hi, total = getattr(run.task, "shard_rows", (0, run.task.data.n, run.task.data.n))
         tasks[name] = {"rows": [lo, hi], "n": total, "info": run.info, "notes": list(run.task.data.notes),
-                       "data_sha256": run.task.data.data_sha256,
+                       "data_sha256": run.task.data.data_sha256, "setup": run.setup,
                        "roles": {role: run.scores[role] is not None for role in ROLES}}
         extras[name] = {}
         for role in ROLES:
@@ -104,13 +104,28 @@ def _read_shard(folder: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BadInput(f"not a gate shard (expected \"format\": \"{FORMAT}\")", path)
     _expect(meta, _META, path, "")
+    if meta.get("seed") is not None and not isinstance(meta.get("seed"), int) or "seed" not in meta:
+        raise BadInput("\"seed\": expected an integer or null; was the file edited?", path)
     shard = meta["shard"]
     if len(shard) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in shard):
         raise BadInput(f"\"shard\": expected [I, N], got {shard!r}", path)
     for name, task in meta["tasks"].items():
         _expect(task, _TASK, path, f"tasks.{name}.")
-        if set(task["roles"]) != set(ROLES):
-            raise BadInput(f"\"tasks.{name}.roles\": expected {', '.join(ROLES)}", path)
+        checks = [
+            ("roles", set(task["roles"]) == set(ROLES) and all(isinstance(v, bool) for v in task["roles"].values()),
+             f"true or false for each of {', '.join(ROLES)}"),
+            ("rows", len(task["rows"]) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                    for x in task["rows"]), "[first, end]"),
+            ("data_sha256", isinstance(task.get("data_sha256"), dict), "an object of file hashes"),
+            ("notes", isinstance(task.get("notes", []), list) and all(isinstance(n, str) for n in task.get("notes", [])),
+             "a list of strings"),
+            ("setup", isinstance(task.get("setup"), dict) and all(isinstance(v, dict) for v in task["setup"].values()),
+             "an object per role"),
+            ("info.usage", isinstance(task["info"].get("usage", {}), dict), "an object"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise BadInput(f"\"tasks.{name}.{key}\": expected {expected}; was the file edited?", path)
     meta["_folder"] = folder
     return meta
 
@@ -139,6 +154,19 @@ def _same_models(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]
             return None
         out[role] = {**model, "fingerprint": a if a is not None else b}
     return out
+
+
+def _same_setup(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """The same options per role, and the same variant (float16) where both shards loaded the model."""
+    if set(mine) != set(theirs):
+        return False
+    for role, a in mine.items():
+        b = theirs[role]
+        if a.get("options") != b.get("options"):
+            return False
+        if a.get("loaded") and b.get("loaded") and a.get("variant") != b.get("variant"):
+            return False
+    return True
 
 
 def _check_together(shards: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
@@ -230,6 +258,11 @@ def merge_shards(folders: list[Path], rules: Any, thresholds_sha256: str | None,
                                  if (mine.get("data_sha256") or {}).get(k) != v)
                 raise BadInput(f"task {spec.name!r}: its data ({', '.join(changed) or 'files'}) differs from what "
                                "this shard scored; merge in the checkout the shards ran on", meta["_folder"])
+            if not _same_setup(pieces[0][0]["tasks"][spec.name]["setup"], mine["setup"]):
+                raise BadInput(f"task {spec.name!r} was run with other model settings here than in "
+                               f"{pieces[0][0]['_folder']} ({mine['setup']!r} vs "
+                               f"{pieces[0][0]['tasks'][spec.name]['setup']!r}): only shards of one run can be merged",
+                               meta["_folder"] / "shard.json")
             covered = hi
         if covered != task.data.n:
             raise BadInput(f"task {spec.name!r}: the shards cover {covered} of its {task.data.n} examples; "
@@ -242,7 +275,13 @@ def merge_shards(folders: list[Path], rules: Any, thresholds_sha256: str | None,
         for role in ROLES:
             parts = [maps.get(_SEP.join((spec.name, role))) for _, _, _, maps in pieces]
             if parts and all(part is not None for part in parts):
-                points.setdefault(spec.name, {})[role] = np.concatenate(parts)
+                try:
+                    points.setdefault(spec.name, {})[role] = np.concatenate(parts)
+                except ValueError as exc:  # an edited maps.npz: no map, never a wrong one
+                    task.data.notes.append(f"the embedding map could not be drawn: the shards' map vectors do "
+                                           f"not fit together ({exc})")
+                    points.pop(spec.name, None)
+                    break
     if maps_dir is not None and points:
         draw_maps(task_runs, points, maps_dir, first.get("seed") or 0, log)
     return decide_run(suite.name, task_runs, models, errors, rules, first.get("seed"), first["resamples"],

@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from gate.errors import BadInput, EvaluationError
+from gate.errors import BadInput
 from gate.llm import (ChatRequest, ChatResponse, FatalError, Pricing, PromptLogprobs, RequestError, ToolCall,
                       TransientError, Unsupported)
 from gate.suite import ModelSpec
@@ -245,15 +245,16 @@ class OpenAIEmbedder(_Endpoint):
 
     async def _encode(self, texts: list[str]) -> np.ndarray:
         """Batches of texts of similar length (a server that pads a batch wastes less), each batch's
-        vectors turned into float32 at once (a million vectors as Python floats would take ~9 GB), and
-        copied into one matrix in the callers' order."""
+        vectors turned into float32 at once (a million vectors as Python floats would take ~9 GB) and
+        written straight into one matrix in the callers' order: about one matrix at the peak."""
         from gate.dispatch import Dispatcher
 
         client = _client(self._spec)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        out: dict[str, np.ndarray] = {}
 
-        async def call(batch: list[int]) -> np.ndarray:
+        async def call(batch: list[int]) -> None:
             try:
                 result = await client.embeddings.create(model=self._spec.model, input=[texts[i] for i in batch],
                                                         encoding_format="float")
@@ -261,30 +262,24 @@ class OpenAIEmbedder(_Endpoint):
                 if len(rows) != len(batch):
                     raise TransientError(f"{len(rows)} embeddings returned for {len(batch)} inputs")
                 sizes = {len(r.embedding) for r in rows}
-                if len(sizes) != 1:
-                    raise RequestError(f"embeddings of inconsistent sizes in one answer: {sorted(sizes)}")
-                return np.asarray([r.embedding for r in rows], dtype=np.float32)
+                if len(sizes) != 1 or ("matrix" in out and sizes != {out["matrix"].shape[1]}):
+                    raise RequestError(f"embeddings of inconsistent sizes: {sorted(sizes)}"
+                                       + (f" after {out['matrix'].shape[1]}" if "matrix" in out else ""))
+                vectors = np.asarray([r.embedding for r in rows], dtype=np.float32)
             except (TransientError, RequestError):
                 raise
             except Exception as exc:
                 raise classify(exc, self._spec.model) from None
+            if "matrix" not in out:
+                out["matrix"] = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out["matrix"][batch] = vectors
 
         try:
-            vectors = await Dispatcher().run_calls(self, [lambda b=b: call(b) for b in batches],
-                                                   concurrency=self.max_concurrency or 4,
-                                                   label=f"embeddings {self.spec}")
+            await Dispatcher().run_calls(self, [lambda b=b: call(b) for b in batches],
+                                         concurrency=self.max_concurrency or 4, label=f"embeddings {self.spec}")
         finally:
             await client.close()
-        if not vectors:
-            return np.zeros((0, 0), dtype=np.float32)
-        dims = {v.shape[1] for v in vectors}
-        if len(dims) != 1:
-            raise EvaluationError(f"model {self.spec} returned embeddings of inconsistent sizes")
-        matrix = np.empty((len(texts), dims.pop()), dtype=np.float32)
-        for k, batch in enumerate(batches):
-            matrix[batch] = vectors[k]
-            vectors[k] = None  # type: ignore[call-overload]  # freed as it is copied: about one matrix at the peak
-        return matrix
+        return out.get("matrix", np.zeros((0, 0), dtype=np.float32))
 
     async def aclose(self) -> None:
         return None

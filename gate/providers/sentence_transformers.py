@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,16 @@ def model_path(spec: ModelSpec) -> Path:
     return default_model_path() if spec.model == "default" else spec.resolve_path()
 
 
+#: torch device types sentence-transformers can be given, with an optional index (``cuda:1``)
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|npu|hpu|xla|ipu|privateuseone)(:\d+)?")
+
+
 def check(spec: ModelSpec) -> None:
+    device = spec.option("device")
+    if device is not None and not (isinstance(device, str) and _DEVICE.fullmatch(device)):
+        # checked here, not at load: a run whose vectors are all cached never loads the model
+        raise BadInput(f"device {device!r}: expected cpu, cuda, cuda:N, mps, xpu, npu or hpu",
+                       location=f"model {spec.spec}")
     if spec.model == "default":
         return
     path = spec.resolve_path()
@@ -87,9 +97,12 @@ def _cuda_available() -> bool:
     lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
     if not any(lib.glob("*torch_cuda*")) and not any(lib.glob("*torch_hip*")):
         return False
-    import torch
+    try:
+        import torch
 
-    return bool(torch.cuda.is_available())
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken install: loading the model will fail and say why (exit 3)
+        return False
 
 
 @dataclass

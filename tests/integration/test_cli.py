@@ -369,6 +369,7 @@ def test_cache_that_is_a_file_is_bad_input(tmp_path):
     ({"CI": "true"}, True, False, False),                     # CI logs stay quiet...
     ({"CI": "true", "GATE_PROGRESS": "1"}, False, False, True),  # ...unless asked
     ({"GATE_PROGRESS": "0"}, True, False, False),             # asked not to
+    ({"GATE_PROGRESS": "Off"}, True, False, False),
     ({"GATE_PROGRESS": "1"}, True, True, False),              # -q wins
 ])
 def test_progress_bars_show_on_a_terminal_outside_ci_or_when_asked(monkeypatch, env, tty, quiet, shown):

@@ -198,6 +198,12 @@ def test_shards_that_scored_other_data_are_bad_input(classification, tmp_path, e
     (lambda meta: meta.pop("tasks"), '"tasks": expected an object, got nothing'),
     (lambda meta: meta.update(shard=[1]), '"shard": expected [I, N]'),
     (lambda meta: next(iter(meta["tasks"].values())).pop("roles"), ".roles\": expected an object, got nothing"),
+    (lambda meta: meta.pop("seed"), '"seed": expected an integer or null'),
+    (lambda meta: next(iter(meta["tasks"].values())).update(rows=[6]), '.rows": expected [first, end]'),
+    (lambda meta: next(iter(meta["tasks"].values())).update(data_sha256="x"), '.data_sha256": expected an object'),
+    (lambda meta: next(iter(meta["tasks"].values())).update(notes="a note"), '.notes": expected a list of strings'),
+    (lambda meta: next(iter(meta["tasks"].values()))["roles"].update(baseline="yes"), '.roles": expected true or'),
+    (lambda meta: next(iter(meta["tasks"].values()))["info"].update(usage="x"), '.info.usage": expected an object'),
 ])
 def test_an_edited_shard_file_is_bad_input(classification, tmp_path, embedding_cache_dir, edit, message):
     folders = _shards(classification / "suite.yaml", tmp_path, 2, embedding_cache_dir)
@@ -213,3 +219,18 @@ def test_an_edited_extras_file_is_bad_input(classification, tmp_path, embedding_
     (folders[1] / "extras.json").write_text("{}")
     merged = gate("merge", *folders, "--out", tmp_path / "m", "-q")
     assert merged.exit_code == 2 and "the shards' scores are incomplete or were edited" in merged.output
+
+
+def test_shards_of_a_float16_and_a_float32_runner_are_bad_input(classification, tmp_path, embedding_cache_dir,
+                                                               monkeypatch):
+    """dtype auto: a GPU runner encodes in float16, a CPU runner in float32; their shards are not one run."""
+    import gate.providers.sentence_transformers as st
+
+    first = _shards(classification / "suite.yaml", tmp_path, 2, embedding_cache_dir)[0]
+    monkeypatch.setattr(st, "_cuda_available", lambda: True)  # as on a GPU runner (the model still runs on the CPU)
+    other = gate("run", classification / "suite.yaml", "--out", tmp_path / "gpu", "--cache", embedding_cache_dir,
+                 "-q", "--resamples", "200", "--shard", "2/2")
+    assert other.exit_code == 0, other.output
+    merged = gate("merge", first, tmp_path / "gpu", "--out", tmp_path / "m", "-q")
+    assert merged.exit_code == 2, merged.output
+    assert "was run with other model settings" in merged.output and "float16" in merged.output

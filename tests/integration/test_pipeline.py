@@ -233,10 +233,11 @@ def test_cached_and_fresh_vectors_of_other_sizes_are_an_error(suite_dir, tmp_pat
             return np.ones((len(texts), len(VOCAB) + 2), dtype=np.float32)
 
     wider = Wider("c", set(VOCAB))
-    out = run_suite(suite, loader=loader_for({"default": wider, "./cand": wider}),
-                    cache=EmbeddingCache(tmp_path / "cache"))
+    cache = EmbeddingCache(tmp_path / "cache")
+    out = run_suite(suite, loader=loader_for({"default": wider, "./cand": wider}), cache=cache)
     assert out.results["verdict"] == "error"
     assert "returned 7-dimensional vectors, and its cached ones have 6" in out.results["errors"][0]
+    assert cache._db.execute("SELECT count(*) FROM embeddings WHERE dim != 6").fetchone() == (0,)  # not stored
 
 
 @pytest.mark.model

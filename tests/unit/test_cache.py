@@ -148,3 +148,35 @@ def test_a_cache_locked_past_the_timeout_is_skipped_not_set_aside(tmp_path):
     cache._failed(sqlite3.OperationalError("database is locked"))
     assert cache.broken and "failed (database is locked)" in messages[0]
     assert (tmp_path / EmbeddingCache.FILE).exists()
+
+
+@pytest.mark.parametrize("race", ["moved", "replaced"])
+def test_a_damaged_file_another_run_already_handled_is_left_alone(tmp_path, race):
+    """Two runs share the cache: the other may have set the damaged file aside, or started a new one."""
+    cache = EmbeddingCache(tmp_path)
+    cache.put("m", ["a"], vectors(1))
+    path = tmp_path / EmbeddingCache.FILE
+    path.rename(tmp_path / "elsewhere")
+    if race == "replaced":
+        EmbeddingCache(tmp_path / "other").close()
+        (tmp_path / "other" / EmbeddingCache.FILE).rename(path)  # a healthy new file, another inode
+    messages: list[str] = []
+    cache._log = messages.append
+    cache._failed(sqlite3.DatabaseError("database disk image is malformed"))
+    assert cache.broken and "this run goes on without it" in messages[0]
+    assert ("left as it is" if race == "replaced" else "could not be moved aside") in messages[0]
+    assert path.exists() == (race == "replaced")  # a new file is never moved
+    assert not list(tmp_path.glob("embeddings.sqlite3.corrupt-*"))
+
+
+def test_a_cache_that_cannot_be_opened_for_a_lock_is_skipped_and_kept(tmp_path, monkeypatch):
+    EmbeddingCache(tmp_path).close()
+    monkeypatch.setattr(EmbeddingCache, "_open", lambda self: (_ for _ in ()).throw(
+        sqlite3.OperationalError("database is locked")))
+    messages: list[str] = []
+    cache = EmbeddingCache(tmp_path, log=messages.append)
+    assert cache.broken and "cannot be used (database is locked)" in messages[0]
+    cache.put("m", ["a"], vectors(1))
+    assert cache.lookup("m", ["a"])[0] is None
+    cache.close()
+    assert (tmp_path / EmbeddingCache.FILE).exists() and not list(tmp_path.glob("*.corrupt-*"))

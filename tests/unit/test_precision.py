@@ -61,3 +61,18 @@ def test_a_big_encode_in_pieces_gives_the_vectors_of_one_call(monkeypatch):
     assert pieces.shape == whole.shape == (23, 384)
     np.testing.assert_allclose(pieces, whole, atol=2e-6)
     assert np.all(np.sum(pieces * whole, axis=1) > 0.99999)
+
+
+@pytest.mark.parametrize("device, ok", [("cpu", True), ("cuda", True), ("cuda:1", True), ("mps", True),
+                                        ("bogus", False), ("cuda:x", False), ("", False), (3, False)])
+def test_the_device_is_checked_before_anything_loads(device, ok):
+    """A run whose vectors are all cached never loads the model, so a typo in ``device`` must fail up front."""
+    from gate.errors import BadInput
+    from gate.providers import check_model
+
+    spec = ModelSpec("sentence-transformers", "default", (("device", device),))
+    if ok:
+        check_model(spec)
+    else:
+        with pytest.raises(BadInput, match="expected cpu, cuda, cuda:N"):
+            check_model(spec)
