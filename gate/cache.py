@@ -21,7 +21,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -101,6 +101,17 @@ class _Store:
             Path(str(self.path) + suffix).unlink(missing_ok=True)
         return f"moved to {aside.name}"
 
+    def _guarded(self, default: Any, action: Callable[[], Any]) -> Any:
+        """``action()``, or ``default`` once the file has failed (now or earlier in the run): every read
+        and write goes through here, so a cache can slow a run down but never stop it."""
+        if self.broken:
+            return default
+        try:
+            return action()
+        except sqlite3.DatabaseError as exc:
+            self._failed(exc)
+            return default
+
     def _failed(self, exc: sqlite3.DatabaseError) -> None:
         """A failure found while reading or writing (a page damaged after it opened, a lock held past
         the timeout): the run goes on without the cache, and a damaged file is set aside for the next."""
@@ -161,16 +172,10 @@ class EmbeddingCache(_Store):
 
         Entries of one model that disagree on the dimension cannot all be right and none can be told
         wrong: then nothing is used (every text is recomputed) and the odd ones are counted as corrupt."""
-        found = np.zeros(len(texts), dtype=bool)
-        if self.broken:
-            return None, found
-        try:
-            return self._lookup(model, texts, found)
-        except sqlite3.DatabaseError as exc:
-            self._failed(exc)
-            return None, np.zeros(len(texts), dtype=bool)
+        return self._guarded((None, np.zeros(len(texts), dtype=bool)), lambda: self._lookup(model, texts))
 
-    def _lookup(self, model: str, texts: Sequence[str], found: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    def _lookup(self, model: str, texts: Sequence[str]) -> tuple[np.ndarray | None, np.ndarray]:
+        found = np.zeros(len(texts), dtype=bool)
         matrix: np.ndarray | None = None
         mixed = False
         for positions, dim, blob in self._rows(model, texts):
@@ -197,16 +202,14 @@ class EmbeddingCache(_Store):
                 key, blob = _text_key(text), vec.tobytes()
                 yield model, key, int(vec.shape[0]), blob, _checksum(model, key, blob)
 
-        try:
-            for start in range(0, len(texts), _PUT_BATCH):
-                if self.broken:
-                    return
-                with self._db:
-                    self._db.execute("BEGIN IMMEDIATE")
-                    self._db.executemany("INSERT OR REPLACE INTO embeddings (model, text_sha256, dim, vector, "
-                                         "checksum) VALUES (?, ?, ?, ?, ?)", rows(start, start + _PUT_BATCH))
-        except sqlite3.DatabaseError as exc:
-            self._failed(exc)
+        def write(start: int) -> None:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO embeddings (model, text_sha256, dim, vector, checksum) "
+                                     "VALUES (?, ?, ?, ?, ?)", rows(start, start + _PUT_BATCH))
+
+        for start in range(0, len(texts), _PUT_BATCH):
+            self._guarded(None, lambda: write(start))
 
 
 class ResponseCache(_Store):
@@ -236,13 +239,8 @@ CREATE TABLE IF NOT EXISTS responses (
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def get(self, key: str) -> dict | None:
-        if self.broken:
-            return None
-        try:
-            row = self._db.execute("SELECT value, checksum FROM responses WHERE key = ?", (key,)).fetchone()
-        except sqlite3.DatabaseError as exc:
-            self._failed(exc)
-            return None
+        row = self._guarded(None, lambda: self._db.execute(
+            "SELECT value, checksum FROM responses WHERE key = ?", (key,)).fetchone())
         if row is None:
             return None
         value, check = row
@@ -258,9 +256,5 @@ CREATE TABLE IF NOT EXISTS responses (
     def put(self, key: str, value: dict) -> None:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
         check = _checksum("response", key.encode(), text.encode("utf-8"))
-        if self.broken:
-            return
-        try:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, text, check))
-        except sqlite3.DatabaseError as exc:
-            self._failed(exc)
+        self._guarded(None, lambda: self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)",
+                                                     (key, text, check)))

@@ -71,10 +71,6 @@ def normalize(matrix: np.ndarray, rows: int = 65536) -> np.ndarray:
     return matrix
 
 
-def _all_finite(matrix: np.ndarray, rows: int = 65536) -> bool:
-    return all(np.isfinite(matrix[s:s + rows]).all() for s in range(0, matrix.shape[0], rows))
-
-
 #: options that change how vectors are fetched, never the vectors themselves (kept out of the cache key)
 _NOT_IN_VECTORS = {"batch_size", "device", "timeout", "max_retries", "concurrency", "pricing", "api_key_env"}
 
@@ -87,11 +83,14 @@ class LoadedModel:
     variant: str | None = None
 
     @property
+    def output_options(self) -> dict[str, Any]:
+        """The options that change what the model returns (all but batch_size, device and the like)."""
+        return {k: v for k, v in self.spec.options if k not in _NOT_IN_VECTORS}
+
+    @property
     def cache_key(self) -> str:
-        """Fingerprint, every option that changes the vectors (all but batch_size and the like) and the
-        embedder's variant, for the cache."""
-        options = {k: v for k, v in self.spec.options if k not in _NOT_IN_VECTORS}
-        key = f"{self.spec.provider}|{self.fingerprint}|{json.dumps(options, sort_keys=True)}"
+        """Fingerprint, the options that change the vectors and the embedder's variant, for the cache."""
+        key = f"{self.spec.provider}|{self.fingerprint}|{json.dumps(self.output_options, sort_keys=True)}"
         return f"{key}|{self.variant}" if self.variant else key
 
 
@@ -151,25 +150,27 @@ def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str
         del fresh
     if matrix is None:  # no texts at all
         matrix = np.zeros((0, 0), dtype=np.float32)
-    _check_vectors(spec, matrix, np.arange(len(texts)), texts)
+    if found.any():  # cached rows (from a file an older gate may have written): the fresh ones are checked
+        _check_vectors(spec, matrix, np.arange(len(texts)), texts)
     return normalize(matrix)
 
 
-def _check_vectors(spec: ModelSpec, vectors: np.ndarray, positions: np.ndarray, texts: list[str]) -> None:
+def _check_vectors(spec: ModelSpec, vectors: np.ndarray, positions: np.ndarray, texts: list[str],
+                   rows: int = 65536) -> None:
     """NaN, infinite or all-zero vectors (row i is the text ``texts[positions[i]]``) are an evaluation error:
-    a cosine similarity of them is undefined, and a collapsed model must never look aligned."""
-    if not _all_finite(vectors):
+    a cosine similarity of them is undefined, and a collapsed model must never look aligned. One pass, a
+    block of rows at a time (no full-size temporary)."""
+    finite, zero = True, []
+    for start in range(0, vectors.shape[0], rows):
+        block = vectors[start:start + rows]
+        finite = finite and bool(np.isfinite(block).all())
+        zero.append(np.flatnonzero(~block.any(axis=1)) + start)
+    if not finite:
         raise EvaluationError(f"model {spec.spec} produced NaN or infinite embeddings")
-    zero = _zero_rows(vectors)
-    if len(zero):
-        raise EvaluationError(f"model {spec.spec} produced {len(zero):,} all-zero embeddings (the first for "
-                              f"{_shown(texts[positions[zero[0]]])}): cosine similarity is undefined for them")
-
-
-def _zero_rows(matrix: np.ndarray, rows: int = 65536) -> np.ndarray:
-    """Indices of the all-zero rows, a block at a time."""
-    return np.concatenate([np.flatnonzero(~matrix[s:s + rows].any(axis=1)) + s
-                           for s in range(0, matrix.shape[0], rows)] or [np.zeros(0, dtype=np.int64)])
+    zeros = np.concatenate(zero) if zero else np.zeros(0, dtype=np.int64)
+    if len(zeros):
+        raise EvaluationError(f"model {spec.spec} produced {len(zeros):,} all-zero embeddings (the first for "
+                              f"{_shown(texts[positions[zeros[0]]])}): cosine similarity is undefined for them")
 
 
 def _shown(text: str, limit: int = 60) -> str:
@@ -561,7 +562,7 @@ def derive(task_runs: list[TaskRun], seed: int, resamples: int
 
 def model_setup(model: LoadedModel) -> dict[str, Any]:
     """The options that change a model's outputs and its variant (``None`` when it was never loaded here)."""
-    return {"options": {k: v for k, v in model.spec.options if k not in _NOT_IN_VECTORS},
+    return {"options": model.output_options,
             "variant": model.variant if model.fingerprint is not None else None,
             "loaded": model.fingerprint is not None}
 
