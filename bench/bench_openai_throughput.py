@@ -59,7 +59,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 TARGET = 0.90
-KEY_ENV = "GATE_BENCH_KEY"
+KEY_ENV = "GATE_BENCH_API_KEY"
 
 
 # --- the server, in its own process ---------------------------------------------------------

@@ -50,7 +50,7 @@ def main() -> None:
         shard_times = [_timed(["run", *common, "--out", str(tmp / f"s{i}"), "--cache", str(tmp / f"c{i}"),
                                "--shard", f"{i}/{args.shards}"]) for i in range(1, args.shards + 1)]
         merge = _timed(["merge", *[str(tmp / f"s{i}") for i in range(1, args.shards + 1)],
-                        "--out", str(tmp / "merged"), "-q"])
+                        "--out", str(tmp / "merged"), "-q", "--suite", str(args.suite)])
         a = json.loads((tmp / "single" / "results.json").read_text())["metrics"]
         b = json.loads((tmp / "merged" / "results.json").read_text())["metrics"]
         worst = max(abs(a[k]["candidate"] - b[k]["candidate"]) for k in a

@@ -17,14 +17,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import jsonschema
 from jsonschema.validators import validator_for
 
-from gate.data import _json_lines
-from gate.documents import decode, read_bytes
+from gate import limits
+from gate.data import _json_lines, read_data
+from gate.documents import decode
 from gate.errors import BadInput
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -92,14 +94,40 @@ def check_schema(schema: Any, where: str | Path | None, location: str | None, fi
     if not isinstance(schema, dict):
         raise BadInput(f"field {field!r}: expected a JSON Schema object, got {_type_name(schema)}", where, location)
     try:
-        schema_validator_class(schema).check_schema(schema)
+        cls = schema_validator_class(schema)
+        cls.check_schema(schema, format_checker=_linear_format_checker(cls))
     except ValueError as exc:
         raise BadInput(f"field {field!r}: {exc}", where, location) from None
     except jsonschema.SchemaError as exc:
         at = "/".join(str(p) for p in exc.path)
         at = f" at {at!r}" if at else ""
-        raise BadInput(f"field {field!r}: invalid JSON Schema{at}: {_short(exc.message)}", where, location) from None
+        raise BadInput(f"field {field!r}: invalid JSON Schema{at}: {_schema_problem(exc)}", where, location) from None
+    except RecursionError:
+        raise BadInput(f"field {field!r}: the JSON Schema is nested too deeply to check", where, location) from None
     return schema
+
+
+@cache
+def _linear_format_checker(cls: type) -> jsonschema.FormatChecker:
+    """The draft's format checker, but a ``regex`` (a ``pattern`` or a ``patternProperties`` key) must
+    be one RE2 can run: gate runs schema patterns on RE2 (see :class:`gate.documents._LinearRe`)."""
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checkers = dict(cls.FORMAT_CHECKER.checkers)
+    checker.checks("regex", raises=limits.RegexError)(_runs_on_re2)
+    return checker
+
+
+def _runs_on_re2(instance: object) -> bool:
+    if isinstance(instance, str):
+        limits.linear_regex(instance)
+    return True
+
+
+def _schema_problem(exc: jsonschema.SchemaError) -> str:
+    if exc.validator == "format" and exc.validator_value == "regex" and exc.cause is not None:
+        return (f"the pattern {_short(repr(exc.instance))} cannot run on RE2, the linear-time regular expression "
+                f"engine gate uses ({limits.regex_problem(exc.cause)})")
+    return _short(exc.message)
 
 
 def check_tools(tools: Any, where: str | Path | None, location: str | None, field: str = "tools") -> tuple[dict, ...]:
@@ -223,7 +251,11 @@ def _expected_tool_call(value: Any, tools: tuple[dict, ...] | None, path: Path, 
         parameters = tools[names.index(name)]["function"].get("parameters")
         if parameters is not None:
             # A typo in an expected argument would make every model fail the case: the regression hides.
-            error = next(iter(schema_validator_class(parameters)(parameters).iter_errors(arguments)), None)
+            try:
+                error = next(iter(schema_validator_class(parameters)(parameters).iter_errors(arguments)), None)
+            except RecursionError:  # only when GATE_MAX_DEPTH is raised past what Python's stack holds
+                raise BadInput("field 'expected_tool_call.arguments': nested too deeply to check against the "
+                               f"parameters of tool {name!r}", path, loc) from None
             if error is not None:
                 at = "/".join(str(p) for p in error.absolute_path)
                 raise BadInput(f"field 'expected_tool_call.arguments{('.' + at) if at else ''}': does not match "
@@ -241,11 +273,7 @@ def _check_requirements(case: Case, scorers: Sequence[str], path: Path, loc: str
                 raise BadInput(f"field 'expected': expected a non-empty string; the scorer {scorer!r} needs it",
                                path, loc)
         if scorer == "regex":
-            try:
-                re.compile(case.expected)
-            except (re.error, OverflowError, RecursionError) as exc:
-                raise BadInput(f"field 'expected': invalid regular expression for the scorer 'regex': {exc}",
-                               path, loc) from None
+            _check_regex(case.expected, path, loc)
         if scorer == "json_schema" and case.schema is None:
             raise BadInput("missing 'schema'; the scorer 'json_schema' needs it (in the row or as the task's "
                            "default)", path, loc)
@@ -256,6 +284,24 @@ def _check_requirements(case: Case, scorers: Sequence[str], path: Path, loc: str
             if case.expected_tool_call is not None and case.tools is None:
                 raise BadInput("missing 'tools'; the scorer 'tool_call' needs it (in the row or as the task's "
                                "default) when 'expected_tool_call' is not null", path, loc)
+
+
+def _check_regex(pattern: str, path: Path, loc: str) -> None:
+    """The scorer 'regex' runs ``pattern`` on RE2 (linear time: a backtracking pattern from a pull request
+    cannot hang the gate); one RE2 cannot run is refused here, before any model is called."""
+    try:
+        limits.linear_regex(pattern)
+        return
+    except limits.RegexError as exc:
+        problem = limits.regex_problem(exc)
+    try:
+        re.compile(pattern)  # only compiled, never run: says whether the pattern is wrong or merely unsupported
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise BadInput(f"field 'expected': invalid regular expression for the scorer 'regex': {exc}",
+                       path, loc) from None
+    raise BadInput(f"field 'expected': the scorer 'regex' cannot run this pattern: it runs patterns on RE2, a "
+                   f"linear-time engine without backreferences or lookaround ({problem}); see docs/limits.md",
+                   path, loc)
 
 
 def _case(record: dict, line: int, scorers: Sequence[str], default_schema: dict | None,
@@ -298,7 +344,7 @@ def read_cases(path: str | Path, scorers: Sequence[str], *, schema: dict | None 
     prepended as a system message to every case that does not start with one.
     """
     path = Path(path)
-    raw = read_bytes(path, what)
+    raw = read_data(path, what)
     default_tools = tuple(tools) if tools is not None else None
     cases: list[Case] = []
     first_line: dict[str, int] = {}

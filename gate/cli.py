@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import click
 
 from gate import __version__
-from gate.errors import EXIT_ERROR, BadInputs, GateError
+from gate.errors import EXIT_ERROR, BadInput, BadInputs, GateError
 
 VERDICT_EXIT = {"pass": 0, "fail": 1, "error": 3}
 
@@ -31,6 +32,33 @@ class GateGroup(click.Group):
     """Turns gate's exceptions into messages and exit codes; never shows a traceback for user errors."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        """Every line on stdout and stderr, gate's and the libraries', goes through the redaction of
+        :mod:`gate.secrets`: a key or token never reaches a CI log that the runner does not mask. In GitHub
+        Actions (a `run: gate ...` step) each line is also neutralized: gate prints text from suites, data,
+        shards and models, and none of it may be read by the runner as a workflow command."""
+        import contextlib
+
+        from gate.secrets import REDACTOR, RedactingStream
+        from gate.workflow_log import OutputGuard, neutralize
+
+        REDACTOR.register_environment()
+        in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
+        transform = neutralize if in_actions else None
+        streams = sys.stdout, sys.stderr
+        # In a real process in Actions, file descriptors 1 and 2 go through the guard too: C code, child
+        # processes and anything that writes below sys.stdout cannot reach the runner unneutralized.
+        real_process = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+        guard = OutputGuard() if in_actions and real_process else contextlib.nullcontext()
+        with guard:
+            sys.stdout, sys.stderr = RedactingStream(sys.stdout, transform), RedactingStream(sys.stderr, transform)
+            try:
+                return self._invoke(ctx)
+            finally:
+                for wrapped in (sys.stdout, sys.stderr):
+                    wrapped.flush()
+                sys.stdout, sys.stderr = streams
+
+    def _invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -117,7 +145,7 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
               help="Folder for results.json, report.md and examples.jsonl.")
 @click.option("--cache", type=click.Path(path_type=Path),
               help="Folder of the persistent embedding and response cache (off when not given); also where "
-                   "converted local models are kept.")
+                   "converted local models and Hugging Face Hub downloads (DIR/hub) are kept.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for anything random (sent with generative requests); recorded in results.json.")
 @click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
@@ -127,11 +155,22 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
                    "(no verdict); combine the N folders with `gate merge`.")
 @click.option("--dry-run", is_flag=True,
               help="Print the requests, estimated tokens and cost per model, then exit 0 without calling any model.")
+@click.option("--base-ref", metavar="REF",
+              help="Judge with the configuration of git commit REF (e.g. origin/main): the thresholds file, "
+                   "and with --base-config suite also the suite and its files, are read as they are at REF; "
+                   "the report names the files that differ. See docs/security.md.")
+@click.option("--base-config", type=click.Choice(["thresholds", "suite"]), default="thresholds", show_default=True,
+              help="With --base-ref: what comes from REF (suite: the suite, its data and baseline models too; "
+                   "the candidate always comes from the checkout).")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Let the suite name files outside its repository (absolute paths, .., ~ or symlinks leading "
+                   "out). Off by default: a suite from a pull request must not read the runner's files.")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress messages on stderr. Progress bars show on a terminal outside CI; "
                    "GATE_PROGRESS=1 (or 0) turns them on (or off) anywhere.")
 def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Path | None, out: Path,
-        cache: Path | None, seed: int, resamples: int, shard: str | None, dry_run: bool, quiet: bool) -> None:
+        cache: Path | None, seed: int, resamples: int, shard: str | None, dry_run: bool, base_ref: str | None,
+        base_config: str, allow_outside_root: bool, quiet: bool) -> None:
     """Evaluate baseline and candidate on every task of SUITE and apply the thresholds.
 
     Writes OUT/results.json, OUT/report.md and OUT/examples.jsonl, prints a short
@@ -146,7 +185,8 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
           --thresholds examples/demo/thresholds.json --out gate-out
       gate run examples/tool-calling/suite.yaml --thresholds thresholds.example.json --dry-run
     """
-    from gate.suite import load_suite, parse_model_spec
+    from gate.suite import parse_model_spec
+    from gate.trust import load_for_run, repository_root, resolve_ref
 
     overrides = {}
     if baseline:
@@ -158,7 +198,22 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
         from gate.shards import parse_shard
 
         shard_of = parse_shard(shard)
-    loaded = load_suite(suite)
+    with tempfile.TemporaryDirectory(prefix="gate-base-") as workdir:
+        base = None
+        if base_ref is not None:
+            root = repository_root(suite.parent)
+            if root is None:
+                raise BadInput("--base-ref needs the suite to be in a git repository", suite)
+            base = resolve_ref(root, base_ref)
+        loaded, thresholds, trust, overrides = load_for_run(suite, thresholds, base=base, scope=base_config,
+                                                            workdir=Path(workdir), confine=not allow_outside_root,
+                                                            overrides=overrides)
+        _run_loaded(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, shard_of, dry_run, trust)
+
+
+def _run_loaded(loaded: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None, seed: int,
+                quiet: bool, resamples: int, shard_of: tuple[int, int] | None, dry_run: bool,
+                trust: dict | None) -> None:
     if dry_run:
         from gate.plan import format_plan, plan_suite
         from gate.thresholds import load_thresholds
@@ -170,7 +225,7 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
     if shard_of is not None:
         _run_shard(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, shard_of)
         return
-    _run_and_report(loaded, overrides, thresholds, out, cache, seed, quiet, resamples)
+    _run_and_report(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, trust)
 
 
 def _run_shard(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None, seed: int,
@@ -195,8 +250,17 @@ def _run_shard(loaded_suite: Any, overrides: dict, thresholds: Path | None, out:
 @click.option("--thresholds", type=click.Path(path_type=Path), help="Thresholds file whose rules decide the verdict.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("gate-out"), show_default=True,
               help="Folder for results.json, report.md and examples.jsonl.")
+@click.option("--suite", "suite_file", type=click.Path(path_type=Path),
+              help="The suite file the shards ran (its sha256 must match). Default: the file the shards name, "
+                   "if it is inside the current folder (shard folders are artifacts: they do not choose it).")
+@click.option("--base-ref", metavar="REF",
+              help="Judge with the thresholds file (and with --base-config suite, the suite and its files) as they "
+                   "are at git commit REF, as `gate run --base-ref` does; needs --suite.")
+@click.option("--base-config", type=click.Choice(["thresholds", "suite"]), default="thresholds", show_default=True,
+              help="With --base-ref: what comes from REF.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
-def merge(folders: tuple[Path, ...], thresholds: Path | None, out: Path, quiet: bool) -> None:
+def merge(folders: tuple[Path, ...], thresholds: Path | None, out: Path, suite_file: Path | None,
+          base_ref: str | None, base_config: str, quiet: bool) -> None:
     """Combine the folders of `gate run --shard I/N` (all N of one run) into that run's results.
 
     Checks that the shards belong together (same suite file, models, seed and
@@ -214,21 +278,33 @@ def merge(folders: tuple[Path, ...], thresholds: Path | None, out: Path, quiet: 
     from gate.results import write_outputs
     from gate.shards import merge_shards
     from gate.thresholds import load_thresholds
+    from gate.trust import load_for_run, repository_root, resolve_ref
 
-    rules = load_thresholds(thresholds) if thresholds else None
-    results, examples = merge_shards(list(folders), rules, file_sha256(thresholds) if thresholds else None,
-                                     _Log(quiet), maps_dir=out / "maps")
+    with tempfile.TemporaryDirectory(prefix="gate-base-") as workdir:
+        suite, trust = None, None
+        if base_ref is not None:
+            root = repository_root(suite_file.parent) if suite_file else None
+            if root is None:
+                raise BadInput("--base-ref needs --suite, a suite file in a git repository", location="--base-ref")
+            suite, thresholds, trust, _ = load_for_run(suite_file, thresholds, base=resolve_ref(root, base_ref),
+                                                       scope=base_config, workdir=Path(workdir))
+        rules = load_thresholds(thresholds) if thresholds else None
+        results, examples = merge_shards(list(folders), rules, file_sha256(thresholds) if thresholds else None,
+                                         _Log(quiet), maps_dir=out / "maps", suite_file=suite_file, suite=suite)
+    if trust:
+        results["trust"] = trust
     paths = write_outputs(out, results, render(results, examples=examples), examples)
     _summary(results, paths)
     click.get_current_context().exit(VERDICT_EXIT[results["verdict"]])
 
 
 def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None,
-                    seed: int, quiet: bool, resamples: int | None = None) -> None:
+                    seed: int, quiet: bool, resamples: int | None = None, trust: dict | None = None) -> None:
     from gate.pipeline import evaluate_to_dir
 
     outcome = evaluate_to_dir(loaded_suite, overrides=overrides, thresholds=thresholds, out=out, cache=cache,
-                              seed=seed, log=_Log(quiet), show_progress=_show_progress(quiet), resamples=resamples)
+                              seed=seed, log=_Log(quiet), show_progress=_show_progress(quiet), resamples=resamples,
+                              trust=trust, warn=lambda m: click.echo(f"gate: warning: {m}", err=True))
     _summary(outcome.results, outcome.paths)
     click.get_current_context().exit(VERDICT_EXIT[outcome.results["verdict"]])
 
@@ -299,53 +375,51 @@ def render(results_file: Path, template: Path | None) -> None:
               help="on-failure: comment only on a failing or erroring gate, or to update an earlier comment.")
 @click.option("--head-sha", metavar="SHA",
               help="Refuse to comment unless the pull request's head commit is SHA (for workflow_run).")
-def comment(report: Path, repo: str, pr: int, mode: str, head_sha: str | None) -> None:
+@click.option("--thresholds", type=click.Path(path_type=Path),
+              help="With a results.json: the thresholds file (from the trusted checkout) whose rules decide the "
+                   "verdict, re-derived from the stored metrics. Required for a results.json.")
+@click.option("--suite", "suites", multiple=True, metavar="NAME",
+              help="Comment only for these suite names (repeatable); anything else is refused, so a forged "
+                   "artifact cannot overwrite another suite's comment.")
+def comment(report: Path, repo: str, pr: int, mode: str, head_sha: str | None, thresholds: Path | None,
+            suites: tuple[str, ...]) -> None:
     """Create or update the sticky PR comment of a report (one comment per suite, edited in place).
 
-    REPORT is a report.md, or a results.json which is rendered here with the built-in
-    template (use that when the files come from an untrusted run, such as a fork's
-    artifact: every string is neutralized at rendering). The token is read from
-    GITHUB_TOKEN (or GH_TOKEN), the API from GITHUB_API_URL (GitHub Enterprise works).
-    Prints the comment's URL. Exits 3 when GitHub refuses or keeps failing.
+    REPORT is a results.json or a report.md. A results.json is an untrusted artifact
+    (the fork-safe pattern's second workflow downloads it from the pull request's
+    run): its `verdict` and `rules` are ignored; the verdict is re-derived from its
+    metrics with --thresholds (a file of the trusted checkout), every string is
+    neutralized at rendering, and the comment says that the numbers come from the
+    pull request's run. A report.md is posted as it is: use it only for a report
+    your own trusted job wrote. The token is read from GITHUB_TOKEN (or GH_TOKEN),
+    the API from GITHUB_API_URL (GitHub Enterprise works). Prints the comment's URL.
+    Exits 3 when GitHub refuses or keeps failing. See docs/security.md.
 
     \b
     Example (the trusted half of the fork-safe two-workflow pattern):
-      gate comment gate-out/results.json --repo octo/app --pr 42 \\
-          --head-sha "$HEAD_SHA"
+      gate comment artifact/gate-out/results.json --repo octo/app --pr 42 \\
+          --head-sha "$HEAD_SHA" --thresholds eval/thresholds.json --suite search-quality
     """
-    from gate.errors import BadInput, EvaluationError
-    from gate.github import CommentError, StickyComment, find_marker, make_client
-    from gate.report import load_examples, render as render_report
-    from gate.results import load_results
+    from gate.errors import EvaluationError
+    from gate.github import CommentError, StickyComment, comment_author, find_marker, make_client, marker_suite
+    from gate.report import marker as suite_marker
+    from gate.secrets import read_secret
 
-    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+    token = read_secret("GITHUB_TOKEN") or read_secret("GH_TOKEN")
     if not token:
         raise BadInput("no token: set GITHUB_TOKEN (or GH_TOKEN) to a token that can write pull request comments")
     if repo.count("/") != 1 or not all(repo.split("/")):
         raise BadInput(f"expected OWNER/NAME, got {repo!r}", location="--repo")
-    results = None
-    if report.suffix.lower() == ".json":
-        results = load_results(report)
-        try:
-            examples = load_examples(report.parent / "examples.jsonl")
-        except BadInput as exc:  # a broken artifact loses its "biggest changes", not its comment
-            click.echo(f"gate: warning: {exc}; the report leaves out the biggest changes", err=True)
-            examples = None
-        body = render_report(results, examples=examples)
-    else:
-        try:
-            body = report.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise BadInput(f"cannot read the report: {exc.strerror}", report) from None
-        sibling = report.parent / "results.json"
-        results = load_results(sibling) if mode == "on-failure" and sibling.is_file() else None
+    results, body = _comment_body(report, mode, thresholds)
     try:
         marker = find_marker(body)
     except ValueError as exc:
         raise BadInput(str(exc), report) from None
-    if mode == "on-failure" and results is None:
-        raise BadInput("--mode on-failure needs the verdict: pass results.json, or keep it beside the report", report)
-    sticky = StickyComment(make_client(token, os.environ.get("GITHUB_API_URL") or "https://api.github.com"), repo, pr)
+    if suites and marker not in {suite_marker(s) for s in suites}:
+        raise BadInput(f"the report is for the suite {marker_suite(marker)!r}, not one of "
+                       f"{', '.join(map(repr, suites))}: refusing to comment", report, "--suite")
+    sticky = StickyComment(make_client(token, os.environ.get("GITHUB_API_URL") or "https://api.github.com"), repo, pr,
+                           author=comment_author(token))
     try:
         if head_sha:
             actual = sticky.client.get_repo(repo).get_pull(pr).head.sha
@@ -366,6 +440,43 @@ def comment(report: Path, repo: str, pr: int, mode: str, head_sha: str | None) -
     click.echo(result.url or "")
 
 
+def _comment_body(report: Path, mode: str, thresholds: Path | None) -> tuple[dict | None, str]:
+    """The results the verdict comes from (None for a report.md without them) and the comment's body.
+
+    A results.json's verdict and rules are never trusted: :func:`gate.thresholds.reapply` re-derives them
+    from the stored metrics with ``thresholds``, and the artifact's own ``trust`` claims are dropped."""
+    from gate.report import load_examples, render as render_report
+    from gate.results import load_results
+    from gate.thresholds import reapply
+
+    if report.suffix.lower() == ".json":
+        if thresholds is None:
+            raise BadInput("a results.json is judged again before it is posted: pass --thresholds with the "
+                           "thresholds file of the trusted checkout", report, "--thresholds")
+        results = load_results(report)
+        results.pop("trust", None)
+        reapply(results, thresholds)
+        results["provenance"] = {"thresholds": str(thresholds)}
+        try:
+            examples = load_examples(report.parent / "examples.jsonl")
+        except BadInput as exc:  # a broken artifact loses its "biggest changes", not its comment
+            click.echo(f"gate: warning: {exc}; the report leaves out the biggest changes", err=True)
+            examples = None
+        return results, render_report(results, examples=examples)
+    if thresholds is not None:
+        raise BadInput("--thresholds re-judges a results.json; a report.md is posted as it is (pass the "
+                       "results.json instead)", report, "--thresholds")
+    try:
+        body = report.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read the report: {exc.strerror}", report) from None
+    sibling = report.parent / "results.json"
+    results = load_results(sibling) if mode == "on-failure" and sibling.is_file() else None
+    if mode == "on-failure" and results is None:
+        raise BadInput("--mode on-failure needs the verdict: pass results.json, or keep it beside the report", report)
+    return results, body
+
+
 def _kind_of(data: Any) -> str | None:
     if isinstance(data, dict):
         if "schema_version" in data:
@@ -382,7 +493,9 @@ def _kind_of(data: Any) -> str | None:
 @click.option("--kind", type=click.Choice(["auto", "suite", "thresholds", "results"]), default="auto",
               show_default=True, help="What the files are; 'auto' tells by their keys.")
 @click.option("--no-data", is_flag=True, help="For suites: check the schema only, do not read the data files.")
-def validate(files: tuple[Path, ...], kind: str, no_data: bool) -> None:
+@click.option("--allow-outside-root", is_flag=True,
+              help="Let a suite name files outside its repository (as for `gate run`).")
+def validate(files: tuple[Path, ...], kind: str, no_data: bool, allow_outside_root: bool) -> None:
     """Check suite, thresholds and results files against their JSON Schemas.
 
     Prints every problem with its file, line:column and JSON pointer. For a suite
@@ -395,7 +508,6 @@ def validate(files: tuple[Path, ...], kind: str, no_data: bool) -> None:
       gate validate suite.yaml thresholds.json
     """
     from gate.documents import load_document, schema_problems
-    from gate.errors import BadInput
     from gate.providers import check_model
     from gate.suite import parse_suite
     from gate.tasks import load_task
@@ -412,7 +524,7 @@ def validate(files: tuple[Path, ...], kind: str, no_data: bool) -> None:
                                "(with 'rules') or results (with 'schema_version'); use --kind", path)
             problems = schema_problems(doc, what)
             if not problems and what == "suite":
-                suite = parse_suite(doc)
+                suite = parse_suite(doc, confine=not allow_outside_root)
                 for t in suite.tasks:
                     for spec in t.models.values():
                         check_model(spec, secrets=False)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from gate.documents import decode, read_bytes
+from gate import limits
+from gate.documents import decode, read_bytes, too_deep_at, too_deep_for_python
 from gate.errors import BadInput
 
 Kind = Literal["text", "id", "number", "integer", "optional_text"]
@@ -118,15 +119,53 @@ def _lines(text: str) -> Iterator[str]:
         start = end + 1
 
 
+def read_data(path: Path, what: str) -> bytes:
+    """The bytes of a data file, refused (before any is decoded or parsed) when the file or one of
+    its lines is over its limit: the parser's memory grows with the line, ~100 bytes per character."""
+    raw = read_bytes(path, what, limit="data")
+    check_lines(raw, path)
+    return raw
+
+
+def check_lines(raw: bytes, path: Path) -> None:
+    """:class:`BadInput` at the first line of ``raw`` longer than the line limit (in bytes)."""
+    cap = limits.get("line")
+    if len(raw) <= cap:
+        return
+    start, number = 0, 1
+    while start < len(raw):
+        end = raw.find(b"\n", start, start + cap + 1)  # looks at most one byte past the limit
+        if end < 0:
+            if len(raw) - start <= cap:
+                return
+            end = raw.find(b"\n", start)
+            size = (end if end >= 0 else len(raw)) - start
+            raise BadInput(limits.exceeded("line", f"the line has {size:,} bytes,"), path, str(number))
+        start, number = end + 1, number + 1
+
+
+def json_line(line: str, path: Path, number: int, max_depth: int) -> Any:
+    """The JSON value on line ``number`` of a JSON Lines file, nested at most ``max_depth`` deep."""
+    deep = too_deep_at(line, max_depth)
+    if deep is not None:
+        raise BadInput(limits.exceeded("depth", f"nested too deeply (column {deep + 1}),"), path, str(number))
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"invalid JSON: {exc.msg} (column {exc.colno}); expected one JSON object per line",
+                       path, str(number)) from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise BadInput(f"invalid JSON: {exc}", path, str(number)) from None
+    except RecursionError:  # only when GATE_MAX_DEPTH is raised past what Python's stack holds
+        raise BadInput(too_deep_for_python(), path, str(number)) from None
+
+
 def _json_lines(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    max_depth = limits.get("depth")
     for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"invalid JSON: {exc.msg} (column {exc.colno}); expected one JSON object per line",
-                           path, str(number)) from None
+        record = json_line(line, path, number, max_depth)
         if not isinstance(record, dict):
             raise BadInput(f"expected a JSON object, got {type(record).__name__}", path, str(number))
         yield number, record
@@ -150,7 +189,7 @@ def scan_table(path: str | Path, columns: list[Column], what: str = "data file"
     every row's dict would cost several times the texts, and leave that memory fragmented once freed.
     The first bad row, or a file with no rows, raises :class:`BadInput` while iterating."""
     path = Path(path)
-    raw = read_bytes(path, what)
+    raw = read_data(path, what)
     sha256 = hashlib.sha256(raw).hexdigest()
     records, from_text = _records(path, raw)
     del raw

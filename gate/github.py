@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from gate.secrets import redact
+
 COMMENT_LIMIT = 65_536          # GitHub's maximum issue-comment body, in characters
 SUMMARY_LIMIT = 1024 * 1024     # GitHub's maximum job summary per step, in bytes
 DEFAULT_BOT = "github-actions[bot]"
-_MARKER_RE = re.compile(r'<!-- gate-report suite="[^"]*" -->')
+_MARKER_RE = re.compile(r'<!-- gate-report suite="([^"]*)" -->')
 
 
 class CommentError(Exception):
@@ -43,6 +45,12 @@ def find_marker(report: str) -> str:
     if not match:
         raise ValueError("the report has no gate marker (<!-- gate-report suite=\"...\" -->) on its first line")
     return match.group(0)
+
+
+def marker_suite(marker: str) -> str:
+    """The suite name a marker carries (as :func:`gate.report.marker` wrote it: letters, digits, " ._-")."""
+    match = _MARKER_RE.match(marker)
+    return match.group(1) if match else ""
 
 
 def _close_open_blocks(text: str) -> str:
@@ -93,21 +101,39 @@ def make_client(token: str, api_url: str, *, retries: int | None = None, backoff
                   seconds_between_requests=None, seconds_between_writes=None)
 
 
+def comment_author(token: str) -> str | None:
+    """The login a token comments as, when it is known without asking GitHub: ``GATE_COMMENT_AUTHOR`` if set
+    (a GitHub App's ``<app>[bot]``), else ``github-actions[bot]`` for an installation token (``ghs_``: the
+    Actions token, which cannot read /user at all). None: ask /user (a personal token)."""
+    import os
+
+    if os.environ.get("GATE_COMMENT_AUTHOR"):
+        return os.environ["GATE_COMMENT_AUTHOR"]
+    return DEFAULT_BOT if token.startswith("ghs_") else None
+
+
 def own_login(client: Any) -> str:
-    """The token's login: ``GATE_COMMENT_AUTHOR`` if set (a GitHub App's ``<app>[bot]``), else /user, else
-    ``github-actions[bot]`` (an Actions token may not read /user)."""
+    """The token's login from /user, else ``github-actions[bot]`` when GitHub refuses (a token that may not
+    read /user). PyGithub logs a refused request; that line would read as an error in the job log, so its
+    logger is quiet for this one call."""
+    import logging
     import os
 
     from github import GithubException
 
     if os.environ.get("GATE_COMMENT_AUTHOR"):
         return os.environ["GATE_COMMENT_AUTHOR"]
+    logger = logging.getLogger("github")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
         return client.get_user().login
     except GithubException as exc:
         if exc.status in (401, 403):
             return DEFAULT_BOT
         raise
+    finally:
+        logger.setLevel(level)
 
 
 @dataclass
@@ -153,6 +179,7 @@ class StickyComment:
         from github import GithubException
         from requests.exceptions import RequestException
 
+        body = redact(body)
         marker = find_marker(body)
         body = fit_comment(body)
         try:
@@ -225,12 +252,12 @@ def write_outputs(path: str | Path, values: dict[str, str]) -> None:
             delimiter = f"ghadelimiter_{uuid.uuid4()}"
             while delimiter in value:  # pragma: no cover - astronomically unlikely
                 delimiter = f"ghadelimiter_{uuid.uuid4()}"
-            fh.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+            fh.write(f"{name}<<{delimiter}\n{redact(value)}\n{delimiter}\n")
 
 
 def write_summary(path: str | Path, report: str) -> None:
     note = "> [!NOTE]\n> This report was truncated to fit the job summary (1 MiB). The full report is report.md."
     existing = Path(path).stat().st_size if Path(path).exists() else 0
-    text = truncate(report, max(SUMMARY_LIMIT - existing - 1, 4096), note, encoding="utf-8")
+    text = truncate(redact(report), max(SUMMARY_LIMIT - existing - 1, 4096), note, encoding="utf-8")
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(text if text.endswith("\n") else text + "\n")

@@ -343,7 +343,7 @@ def load_key(path: Path) -> dict[str, Any]:
 
 def read_ratings(path: Path, key: dict[str, Any]) -> list[Rating]:
     """Every rating of one rater file; all problems of the file at once, each with its line."""
-    text = decode(read_bytes(path, "ratings file"), path)
+    text = decode(read_bytes(path, "ratings file", limit="data"), path)
     reader = csv.reader(io.StringIO(text, newline=""))
     owner = {i: r for r, items in key["raters"].items() for i in items if i not in key["overlap"]}
     problems: list[BadInput] = []

@@ -19,10 +19,13 @@ class Outcome:
 def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds: Path | None, out: Path,
                     cache: Path | None = None, seed: int = 0, log: Callable[[str], None] = lambda m: None,
                     show_progress: bool = False, resamples: int | None = None,
-                    shard: tuple[int, int] | None = None) -> Outcome:
+                    shard: tuple[int, int] | None = None, trust: dict[str, Any] | None = None,
+                    warn: Callable[[str], None] | None = None, run_url: str | None = None) -> Outcome:
     """Run the suite, apply the thresholds, write results.json / report.md / examples.jsonl into ``out``.
 
-    The thresholds are read first, so a bad file is bad input before any model loads."""
+    The thresholds are read first, so a bad file is bad input before any model loads. A cache folder
+    that came with the checked-out files is not used (:func:`gate.trust.cache_refusal`); ``warn`` says
+    so (default: ``log``). ``trust`` is what the run was judged with (:mod:`gate.trust`), for the report."""
     from gate.cache import EmbeddingCache, ResponseCache
     from gate.compare import DEFAULT_RESAMPLES
     from gate.documents import file_sha256
@@ -34,6 +37,13 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     rules = load_thresholds(thresholds) if thresholds else None
     if rules is None:
         log("no thresholds given: metrics are reported but no rule is checked")
+    if cache is not None:
+        from gate.trust import cache_refusal
+
+        refusal = cache_refusal(Path(cache))
+        if refusal:
+            (warn or log)(f"not using the cache: {refusal}")
+            cache = None
     store = EmbeddingCache(cache, log=log) if cache else None
     responses = ResponseCache(cache, log=log) if cache else None
     try:
@@ -50,6 +60,9 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
         from gate.shards import write_shard
 
         return Outcome(output.results, "", write_shard(out, suite.path, output, shard))
+    for key, value in (("trust", trust), ("run_url", run_url)):
+        if value:
+            output.results[key] = value
     report = render(output.results, examples=output.examples)
     paths = write_outputs(out, output.results, report, output.examples)
     return Outcome(output.results, report, paths)

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from gate.documents import load_document, validate
 from gate.errors import BadInput
+from gate.secrets import redact
 
 
 def _clean(value: Any) -> Any:
@@ -30,7 +31,13 @@ def _clean(value: Any) -> Any:
 
 
 def dumps(results: dict[str, Any]) -> str:
-    return json.dumps(_clean(results), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    """results.json's text, with every secret redacted (:func:`gate.secrets.redact`)."""
+    return redact(json.dumps(_clean(results), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def example_line(row: dict[str, Any]) -> str:
+    """One examples.jsonl line, with every secret redacted."""
+    return redact(json.dumps(_clean(row), ensure_ascii=False, allow_nan=False)) + "\n"
 
 
 def write_outputs(out_dir: str | Path, results: dict[str, Any], report: str,
@@ -41,12 +48,12 @@ def write_outputs(out_dir: str | Path, results: dict[str, Any], report: str,
         out.mkdir(parents=True, exist_ok=True)
         paths = {"results": out / "results.json", "report": out / "report.md"}
         paths["results"].write_text(dumps(results), encoding="utf-8")
-        paths["report"].write_text(report, encoding="utf-8")
+        paths["report"].write_text(redact(report), encoding="utf-8")
         if examples is not None:
             paths["examples"] = out / "examples.jsonl"
             with paths["examples"].open("w", encoding="utf-8") as fh:
                 for row in examples:
-                    fh.write(json.dumps(_clean(row), ensure_ascii=False, allow_nan=False) + "\n")
+                    fh.write(example_line(row))
     except OSError as exc:
         raise BadInput(f"cannot write the output: {exc.strerror}", exc.filename or out) from None
     return paths
@@ -57,19 +64,42 @@ def read_examples(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
 
     A line that is not a JSON object, text that is not UTF-8 or an unreadable file is bad
     input naming the file (and line). Rows of unexpected shape are kept: each reader (the
-    report, ``gate human export``) checks what it needs.
+    report, ``gate human export``) checks what it needs. The file may come from a pull
+    request's run, so the limits of :mod:`gate.limits` on data files apply: its size, each
+    line's bytes (a line is never read past the limit) and the nesting of each row.
     """
+    import os
+
+    from gate import limits
+    from gate.documents import too_deep_at, too_deep_for_python
+
     path = Path(path)
     rows: list[tuple[int, dict[str, Any]]] = []
+    max_line, max_depth = limits.get("line"), limits.get("depth")
     try:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limits.get("data"):
+                raise BadInput(limits.exceeded("data", f"the examples file has {size:,} bytes,"), path)
+            for lineno, raw in enumerate(iter(lambda: fh.readline(max_line + 2), b""), 1):
+                if len(raw) - raw.endswith(b"\n") > max_line:  # read no further: the rest may be gigabytes
+                    raise BadInput(limits.exceeded("line", f"the line has more than {max_line:,} bytes,"), path,
+                                   str(lineno))
+                line = raw.decode("utf-8")
                 if not line.strip():
                     continue
+                deep = too_deep_at(line, max_depth)
+                if deep is not None:
+                    raise BadInput(limits.exceeded("depth", f"nested too deeply (column {deep + 1}),"), path,
+                                   str(lineno))
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise BadInput(f"not valid JSON: {exc.msg}", path, str(lineno)) from None
+                except ValueError as exc:  # an integer of more digits than Python converts
+                    raise BadInput(f"not valid JSON: {exc}", path, str(lineno)) from None
+                except RecursionError:  # only when GATE_MAX_DEPTH is raised past what Python's stack holds
+                    raise BadInput(too_deep_for_python(), path, str(lineno)) from None
                 if not isinstance(row, dict):
                     raise BadInput("expected a JSON object per line", path, str(lineno))
                 rows.append((lineno, row))

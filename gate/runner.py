@@ -28,6 +28,8 @@ from gate.cache import EmbeddingCache, ResponseCache
 from gate.compare import CONFIDENCE, DEFAULT_RESAMPLES, compare_metric, unavailable
 from gate.dispatch import Dispatcher, RetryPolicy, Usage, concurrency_limit
 from gate.errors import BadInput, EvaluationError
+from gate.hub import Resolver
+from gate.hub import record as hub_record
 from gate.llm import ChatRequest, ChatResponse, Generator, Pricing, PromptLogprobs
 from gate.providers import CAPABILITIES, Embedder, GeneratorLoader, Loader, check_model, load_embedder, load_generator
 from gate.suite import ROLES, ModelSpec, Suite
@@ -194,7 +196,8 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
     With ``shard=(i, n)`` only the i-th of n slices of every task's examples is evaluated (tasks that
     need all their examples at once run whole in shard 1) and the output's ``task_runs`` are what
     ``gate merge`` combines; the results of a shard are not a verdict."""
-    task_models, tasks = prepare(suite, overrides, log)
+    # Hub models are resolved and downloaded here, before any model loads (gate.hub)
+    task_models, tasks = prepare(suite, overrides, log, hub=Resolver(model_cache_dir, log))
     if shard is not None:
         tasks = shard_tasks(tasks, *shard, log)
     models = _check_models(task_models, tasks)
@@ -212,7 +215,8 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
         for key, model in models.items():
             if key in runtime.identities:
                 model.fingerprint = runtime.identities[key]
-    task_runs = _collect(tasks, task_models, models, outcomes, embedded)
+    # a shard's models are compared by spec and fingerprint only (its schema has no revisions)
+    task_runs = _collect(tasks, task_models, models, outcomes, embedded, revisions=shard is None)
     if points and maps_dir is not None and shard is None:
         draw_maps(task_runs, points, maps_dir, seed or 0, log)
     first = task_models[suite.tasks[0].name]
@@ -220,7 +224,7 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
     for role in ROLES:
         spec = suite.override(role, overrides) or first[role]
         loaded = models.get(spec.key)
-        top_models[role] = _model_json(loaded) if loaded else {"spec": spec.spec, "fingerprint": None}
+        top_models[role] = _model_json(loaded or LoadedModel(spec), revisions=shard is None)
     if shard is not None:
         return RunOutput({"suite": suite.name, "models": top_models, "errors": errors, "seed": seed,
                           "resamples": resamples}, [], task_runs, points)
@@ -284,13 +288,14 @@ def shard_tasks(tasks: list[Task], index: int, count: int, log: Log = lambda msg
     return out
 
 
-def prepare(suite: Suite, overrides: dict[str, ModelSpec] | None, log: Log = lambda msg: None
-            ) -> tuple[dict[str, dict[str, ModelSpec]], list[Task]]:
-    """Resolve every task's models and read every data file; all bad input surfaces here (exit 2)."""
+def prepare(suite: Suite, overrides: dict[str, ModelSpec] | None, log: Log = lambda msg: None,
+            hub: Resolver | None = None) -> tuple[dict[str, dict[str, ModelSpec]], list[Task]]:
+    """Resolve every task's models and read every data file; all bad input surfaces here (exit 2).
+    With ``hub``, Hub models are downloaded too (without: ``--dry-run``, nothing is downloaded)."""
     task_models = {t.name: suite.resolved_models(t, overrides) for t in suite.tasks}
     for pair in task_models.values():
         for spec in pair.values():
-            check_model(spec)
+            check_model(spec, hub=hub)
     tasks: list[Task] = []
     for t in suite.tasks:
         log(f"reading task {t.name} ({t.type})")
@@ -299,7 +304,7 @@ def prepare(suite: Suite, overrides: dict[str, ModelSpec] | None, log: Log = lam
         for role, spec in task_models[t.name].items():
             _require(spec, need, f"task {t.name!r} ({t.type}) needs a model that can {need}; the {role}")
         for spec in getattr(task, "extra_models", lambda: [])():
-            check_model(spec)
+            check_model(spec, hub=hub)
             _require(spec, "generate", f"task {t.name!r} ({t.type}) needs a model that can generate; the judge")
         tasks.append(task)
     return task_models, tasks
@@ -470,7 +475,8 @@ def _embed_and_score(models: dict[tuple, LoadedModel], tasks: list[Task],
 
 
 def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel],
-             outcomes: dict[str, Outcome], embedded: dict[tuple[str, str], Scores]) -> list[TaskRun]:
+             outcomes: dict[str, Outcome], embedded: dict[tuple[str, str], Scores], revisions: bool = True
+             ) -> list[TaskRun]:
     """Each task's raw per-role scores: embedding tasks' from ``embedded``, generative ones' from ``outcomes``."""
     runs = []
     for task in tasks:
@@ -482,7 +488,7 @@ def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], mo
             scores[role] = outcome.scores.get(role) if outcome is not None else embedded.get((name, role))
         info: dict[str, Any] = {}
         if task.data.spec.models:
-            info["models"] = {r: _model_json(models[pair[r].key]) for r in ROLES}
+            info["models"] = {r: _model_json(models[pair[r].key], revisions) for r in ROLES}
         if outcome is not None:
             info.update(outcome.info)
         runs.append(TaskRun(task, scores, info, {r: model_setup(models[pair[r].key]) for r in ROLES}))
@@ -567,8 +573,11 @@ def model_setup(model: LoadedModel) -> dict[str, Any]:
             "loaded": model.fingerprint is not None}
 
 
-def _model_json(model: LoadedModel) -> dict[str, Any]:
-    return {"spec": model.spec.spec, "fingerprint": model.fingerprint}
+def _model_json(model: LoadedModel, revisions: bool = True) -> dict[str, Any]:
+    """A model as results.json records it; a Hub model also with the commit it was resolved to (``revision``)
+    and what was asked for (``requested_revision``: a branch, tag or commit; null for the default branch)."""
+    return {"spec": model.spec.spec, "fingerprint": model.fingerprint,
+            **(hub_record(model.spec) if revisions else {})}
 
 
 _SKIP = object()

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gate.cases import Case, schema_validator_class
+from gate.limits import linear_regex
 from gate.llm import ChatResponse
 from gate.metrics import Arrays, MetricDef, PerExampleMean
 
@@ -140,12 +141,17 @@ def score_contains(case: Case, response: ChatResponse) -> Values:
 
 
 @lru_cache(maxsize=256)
-def _pattern(expected: str) -> re.Pattern:
-    return re.compile(expected)
+def _pattern(expected: str) -> Any:
+    return linear_regex(expected)
 
 
 def score_regex(case: Case, response: ChatResponse) -> Values:
-    """1 when the pattern ``expected`` is found anywhere in the raw answer (``re.search``, no normalisation)."""
+    """1 when the pattern ``expected`` is found anywhere in the raw answer (like ``re.search``, no normalisation).
+
+    The pattern comes from a pull request and runs on RE2, whose time is linear in the answer: on Python's
+    backtracking ``re``, ``^(a+)+$`` against 40 ``a`` and a ``!`` runs for days. RE2 syntax is Python's
+    without backreferences and lookaround (refused when the cases are read); ``\\d``, ``\\w``, ``\\s`` and
+    ``\\b`` are ASCII-only and ``$`` matches only at the very end (see docs/limits.md)."""
     if case.expected is None:
         return {"regex": NAN}
     return {"regex": float(_pattern(case.expected).search(_answer(response)) is not None)}
@@ -204,7 +210,9 @@ def corpus_bleu(arrays: Arrays) -> float:
 # structured output
 
 
-_FENCE = re.compile(r"\A```[\w+-]*[ \t]*\n?(.*?)\s*```\Z", re.DOTALL)
+# On RE2: with Python's re, the lazy body and the whitespace before the closing fence overlap, and an
+# answer of 20,000 newlines after an opening fence takes seconds (quadratic).
+_FENCE = linear_regex(r"(?s)\A```[\w+-]*[ \t]*\n?(.*?)\s*```\z")
 _JSON_START = re.compile(r"[\[{]")
 _MAX_STARTS = 64  # bounds the work on a long answer full of brackets that are not JSON
 
@@ -272,7 +280,10 @@ def score_json_schema(case: Case, response: ChatResponse) -> Values:
     found, value = strict_json(_answer(response))
     if case.schema is None:
         return {"json_valid": float(found), "schema_compliance": NAN}
-    valid = found and _validator(json.dumps(case.schema, sort_keys=True)).is_valid(value)
+    try:
+        valid = found and _validator(json.dumps(case.schema, sort_keys=True)).is_valid(value)
+    except RecursionError:  # an answer nested too deeply to check is not one a consumer could use
+        valid = False
     return {"json_valid": float(found), "schema_compliance": float(valid)}
 
 
@@ -352,7 +363,7 @@ register(Scorer("contains", True, "contains", score_contains,
                 "answer contains 'expected' after NFKC, casefold and whitespace normalisation"))
 register(Scorer("regex", True, "regex", score_regex,
                 (_metric("regex", "share of answers in which the pattern 'expected' is found"),),
-                "the regular expression 'expected' is found in the raw answer (re.search)"))
+                "the regular expression 'expected' (RE2 syntax) is found anywhere in the raw answer"))
 register(Scorer("rouge_l", False, "rouge_l", score_rouge_l,
                 (_metric("rouge_l", "mean ROUGE-L F-measure against 'expected'"),),
                 "ROUGE-L F-measure against 'expected' (rouge_score, no stemming)"))

@@ -10,6 +10,13 @@ tasks (their data, no model), concatenates the arrays in example order and deriv
 metrics, statistics, rules and the report through exactly the code a single run uses
 (:func:`gate.runner.decide_run`), so the merged results equal the single run's.
 
+In CI the shard folders travel between jobs as artifacts that a pull request's workflow writes,
+so ``gate merge`` takes nothing from them unchecked: shard.json and extras.json are read against
+their schemas (``gate/schemas/shard.schema.json``, ``extras.schema.json``), which type every value
+and allow only the keys the writer writes; a violation is bad input (exit 2) naming the file,
+line:column and JSON pointer. The code checks what a schema cannot: that the shards are the parts
+of one run, and that each covers its rows of the suite's data.
+
 Equal arrays give equal results; the arrays are equal when both sides embedded the same
 texts into the same vectors. On a CPU, padded batches of different composition move an
 embedding by ~1e-7, so shards that encode independently can differ from a single run in
@@ -19,17 +26,22 @@ restored on every runner, see the README's ``actions/cache`` recipe) makes them 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 
 import gate
-from gate.documents import file_sha256
+from gate import limits
+from gate.documents import decode, file_sha256, load_document, load_schema, read_bytes, too_deep_at, validate
 from gate.errors import BadInput
+from gate.results import _clean
 from gate.runner import ROLES, RunOutput, TaskRun, decide_run, draw_maps
+from gate.secrets import redact
 from gate.tasks import Scores
 
 FORMAT = "gate-shard-v1"
@@ -80,63 +92,85 @@ def write_shard(out: Path, suite_file: Path, output: RunOutput, shard: tuple[int
         np.savez_compressed(paths["maps"], **{_SEP.join((task, role)): points
                                               for task, by_role in output.map_points.items()
                                               for role, points in by_role.items()})
-        paths["extras"].write_text(json.dumps(extras, ensure_ascii=False), encoding="utf-8")
-        paths["shard"].write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        # NaN and infinity (an unpriced model's cost, a saturated perplexity) as null, as results.json and
+        # examples.jsonl write them: JSON has neither, and merge reads these files strictly
+        paths["extras"].write_text(redact(json.dumps(_clean(extras), ensure_ascii=False, allow_nan=False)),
+                                   encoding="utf-8")
+        paths["shard"].write_text(redact(json.dumps(_clean(meta), indent=2, ensure_ascii=False,
+                                                    allow_nan=False) + "\n"), encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot write the shard: {exc.strerror}", exc.filename or out) from None
     return paths
 
 
-#: what shard.json must hold (a hand-edited or truncated file is bad input, never an internal error)
-_META = {"suite": str, "suite_file": str, "suite_file_resolved": str, "suite_sha256": str, "shard": list,
-         "resamples": int, "models": dict, "errors": list, "tasks": dict}
-_TASK = {"rows": list, "n": int, "info": dict, "roles": dict}
-
-
 def _read_shard(folder: Path) -> dict[str, Any]:
+    """``folder/shard.json``, valid against ``gate/schemas/shard.schema.json``.
+
+    Shard folders are CI artifacts a pull request controls: any value in them may be forged, and the
+    schema (not code that happens to look at it) decides what may reach results.json and the report.
+    A problem is bad input (exit 2) naming the file, line:column and JSON pointer."""
     path = folder / "shard.json"
     if not path.is_file():
         raise BadInput("not a shard folder: no shard.json (written by `gate run --shard I/N`)", folder)
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"cannot read the shard: {exc}", path) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise BadInput(f"not a gate shard (expected \"format\": \"{FORMAT}\")", path)
-    _expect(meta, _META, path, "")
-    if meta.get("seed") is not None and not isinstance(meta.get("seed"), int) or "seed" not in meta:
-        raise BadInput("\"seed\": expected an integer or null; was the file edited?", path)
-    shard = meta["shard"]
-    if len(shard) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in shard):
-        raise BadInput(f"\"shard\": expected [I, N], got {shard!r}", path)
-    for name, task in meta["tasks"].items():
-        _expect(task, _TASK, path, f"tasks.{name}.")
-        checks = [
-            ("roles", set(task["roles"]) == set(ROLES) and all(isinstance(v, bool) for v in task["roles"].values()),
-             f"true or false for each of {', '.join(ROLES)}"),
-            ("rows", len(task["rows"]) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
-                                                    for x in task["rows"]), "[first, end]"),
-            ("data_sha256", isinstance(task.get("data_sha256"), dict), "an object of file hashes"),
-            ("notes", isinstance(task.get("notes", []), list) and all(isinstance(n, str) for n in task.get("notes", [])),
-             "a list of strings"),
-            ("setup", isinstance(task.get("setup"), dict) and all(isinstance(v, dict) for v in task["setup"].values()),
-             "an object per role"),
-            ("info.usage", isinstance(task["info"].get("usage", {}), dict), "an object"),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                raise BadInput(f"\"tasks.{name}.{key}\": expected {expected}; was the file edited?", path)
+    doc = load_document(path, "shard file")
+    if not isinstance(doc.data, dict) or doc.data.get("format") != FORMAT:
+        # another kind of file (or a later format) deserves one sentence, not every schema violation
+        raise doc.error("/format", f"not a gate shard: expected \"format\": \"{FORMAT}\" "
+                                   "(written by `gate run --shard I/N`)")
+    validate(doc, "shard")
+    meta = doc.data
     meta["_folder"] = folder
     return meta
 
 
-def _expect(obj: Any, keys: dict[str, type], path: Path, where: str) -> None:
-    if not isinstance(obj, dict):
-        raise BadInput(f"\"{where.rstrip('.') or 'shard'}\": expected an object; was the file edited?", path)
-    for key, kind in keys.items():
-        if not isinstance(obj.get(key), kind):
-            raise BadInput(f"\"{where}{key}\": expected {kind.__name__ if kind is not dict else 'an object'}, got "
-                           f"{type(obj.get(key)).__name__ if key in obj else 'nothing'}; was the file edited?", path)
+def _read_extras(path: Path) -> dict[str, Any]:
+    """``extras.json``, valid against ``gate/schemas/extras.schema.json`` (bad input, exit 2, naming where not).
+
+    It holds every example's extras (a query's top documents, a model's answer) and grows with the suite's
+    data, to tens of megabytes: more than :func:`~gate.documents.load_document` takes from a hand-written
+    document, and its line:column map of every value costs about ten times the parsing and checking. So
+    the file is parsed and checked first; only a file that fails is read through load_document and
+    validate, to say what is wrong and where."""
+    text = decode(read_bytes(path, "extras file", limit="data"), path)
+    data = _strict_json(text)
+    if data is not None and _validator("extras").is_valid(data):
+        return data
+    doc = load_document(path, "extras file")
+    validate(doc, "extras")
+    return doc.data
+
+
+def _strict_json(text: str) -> Any:
+    """``text`` parsed, when load_document would take it as it is (no repeated key, no NaN or Infinity, no
+    escaped lone surrogate, no nesting past GATE_MAX_DEPTH), else None."""
+    if _SURROGATE_ESCAPE.search(text) or too_deep_at(text, limits.get("depth")) is not None:
+        return None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return None
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \uD800-\uDFFF: json.loads lets a lone one through
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are distinct: a forged second key would replace the first unseen."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (the writer writes null)."""
+    raise ValueError(name)
+
+
+@functools.cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    """One compiled validator per schema (building it costs more than checking a small file)."""
+    return jsonschema.Draft202012Validator(load_schema(name))
 
 
 def _same_models(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any] | None:
@@ -194,15 +228,28 @@ def _check_together(shards: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     return count, models
 
 
-def _suite_path(first: dict[str, Any]) -> Path:
-    for candidate in (Path(first["suite_file"]), Path(first["suite_file_resolved"])):
+def _suite_path(first: dict[str, Any], given: Path | None) -> Path:
+    """The suite file to merge with: ``given`` (``gate merge --suite``), else the one the shards name, but
+    only inside the current folder (the checkout): shard folders are artifacts, and the suite file decides
+    which data files merge reads. Either way its sha256 must be the one the shards ran with."""
+    if given is not None:
+        candidates = [given]
+    else:
+        here = Path.cwd().resolve()
+        candidates = [c for c in (Path(first["suite_file"]), Path(first["suite_file_resolved"]))
+                      if c.resolve().is_relative_to(here)]
+        if not candidates:
+            raise BadInput(f"the shards name the suite file {first['suite_file']!r}, which is not inside this "
+                           f"checkout ({here}); merge in the checkout the shards ran on, or pass --suite",
+                           location="--suite")
+    for candidate in candidates:
         if candidate.is_file():
             if file_sha256(candidate) != first["suite_sha256"]:
                 raise BadInput("the suite file changed since the shards ran (its sha256 differs); merge in the "
                                "checkout the shards ran on", candidate)
             return candidate
     raise BadInput("the shards' suite file is not here: merge in the checkout the shards ran on",
-                   first["suite_file"])
+                   given or first["suite_file"])
 
 
 def _sum_usage(pieces: list[dict[str, Any]]) -> dict[str, Any]:
@@ -222,8 +269,8 @@ def _sum_usage(pieces: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def merge_shards(folders: list[Path], rules: Any, thresholds_sha256: str | None,
-                 log: Any = lambda msg: None, maps_dir: Path | None = None
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                 log: Any = lambda msg: None, maps_dir: Path | None = None, suite_file: Path | None = None,
+                 suite: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The results and example rows of the single run the shards in ``folders`` are parts of (and its
     embedding maps in ``maps_dir``, drawn from the shards' vectors of the maps' texts)."""
     from gate.suite import load_suite
@@ -234,7 +281,10 @@ def merge_shards(folders: list[Path], rules: Any, thresholds_sha256: str | None,
         raise BadInput("no shard folders given")
     count, models = _check_together(shards)
     first = shards[0]
-    suite = load_suite(_suite_path(first))
+    if suite is None:  # else a suite loaded by the caller (from a base commit); its file must still match
+        suite = load_suite(_suite_path(first, suite_file))
+    else:
+        _suite_path(first, suite.path)
     raws = [_read_arrays(meta) for meta in shards]
     log(f"merging {count} shard(s) of suite {suite.name!r}")
     task_runs: list[TaskRun] = []
@@ -298,12 +348,31 @@ def _read_arrays(meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str,
         if (folder / "maps.npz").is_file():
             with np.load(folder / "maps.npz", allow_pickle=False) as stored:
                 maps = {k: stored[k] for k in stored.files}
-        extras = json.loads((folder / "extras.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BadInput(f"cannot read the shard's scores: {exc}", folder) from None
-    if not isinstance(extras, dict):
-        raise BadInput("extras.json: expected an object; was the file edited?", folder)
-    return arrays, extras, maps
+    return arrays, _read_extras(folder / "extras.json"), maps
+
+
+def _joined_extras(name: str, role: str, pieces: list[tuple[dict[str, Any], Any, dict[str, Any]]]
+                   ) -> list[dict[str, Any]] | None:
+    """A model's extras of one task over every shard, in example order (None when a shard kept none).
+
+    Each shard's list must hold one entry per example of its rows: a longer or shorter one (an edited
+    extras.json) would show one example's answer under another, or fail while the examples are written."""
+    parts = []
+    for meta, _, extras in pieces:
+        where = meta["_folder"] / "extras.json"
+        if name not in extras:  # located only now: a valid file is never mapped line by line
+            raise load_document(where, "extras file").error("", f"no extras of task {name!r}, which shard.json "
+                                                               "says this shard scored; was the file edited?")
+        part = extras[name].get(role)
+        lo, hi = meta["tasks"][name]["rows"]
+        if part is not None and len(part) != hi - lo:
+            raise load_document(where, "extras file").error(
+                f"/{name}/{role}", f"{len(part)} examples' extras, but shard.json says this shard scored the "
+                                   f"task's rows {lo}-{hi} ({hi - lo} examples); was the file edited?")
+        parts.append(part)
+    return None if any(p is None for p in parts) else [e for p in parts for e in p]
 
 
 def _merge_task(task: Any, pieces: list[tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]]) -> TaskRun:
@@ -317,8 +386,7 @@ def _merge_task(task: Any, pieces: list[tuple[dict[str, Any], dict[str, np.ndarr
         prefix = _SEP.join((name, role, ""))
         keys = [k[len(prefix):] for k in pieces[0][1] if k.startswith(prefix)]
         merged = {key: np.concatenate([arrays[prefix + key] for _, arrays, _ in pieces]) for key in keys}
-        parts = [extras[name].get(role) for _, _, extras in pieces]
-        scores[role] = Scores(merged, None if any(p is None for p in parts) else [e for p in parts for e in p])
+        scores[role] = Scores(merged, _joined_extras(name, role, pieces))
     for meta, _, _ in pieces:  # what scoring noticed (a probe that did not converge), once each
         task.data.notes.extend(n for n in meta["tasks"][name].get("notes", []) if n not in task.data.notes)
     info = dict(pieces[0][0]["tasks"][name]["info"]) if pieces else {}

@@ -8,23 +8,58 @@ so ``gate validate`` and ``gate run`` share one reader.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gate.documents import Document, load_document, validate
 from gate.errors import BadInput, BadInputs
+from gate.hub import HubRef, parse_hub_ref
 
 ROLES = ("baseline", "candidate")
 PROVIDERS = ("sentence-transformers", "openai", "transformers")
 #: model names that are not paths: embedded or converted-on-demand models
 BUILTIN_MODELS = {"sentence-transformers": ("default",), "transformers": ("smollm2",)}
+#: providers whose model may also be a Hugging Face Hub repository, ``ORG/NAME[@REVISION]`` (see gate.hub)
+HUB_PROVIDERS = ("sentence-transformers", "transformers")
 
 
 def resolve(base: Path, value: str) -> Path:
     """``value`` as a path: ``~`` expanded, relative paths taken from ``base``."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def confined(base: Path, value: str, root: Path | None) -> Path:
+    """``value`` resolved from ``base``; with a ``root``, a path that leads outside it (absolute, ``..``,
+    ``~`` or a symlink, resolved) raises :class:`ValueError` saying where it leads.
+
+    A suite comes with a pull request: a data path that could name any file of the runner would put that
+    file's rows into examples.jsonl and the report."""
+    path = resolve(base, value)
+    if root is None:
+        return path
+    try:
+        real = path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop
+        raise ValueError(f"{value!r} cannot be resolved (a loop of symbolic links?)") from None
+    if ".git" in real.parts:
+        raise ValueError(f"{value!r} names a file inside .git; a suite may only name files of the repository")
+    try:
+        real.relative_to(root.resolve())
+    except ValueError:
+        raise ValueError(f"{value!r} leads outside the repository root {str(root)!r} (to {str(real)!r}); a suite "
+                         "may only name files inside its repository (gate run/validate --allow-outside-root "
+                         "lifts this for trusted suites)") from None
+    return path
+
+
+def suite_root(suite_file: Path) -> Path:
+    """The folder a suite's paths must stay inside: its git repository's root, else the suite's folder."""
+    from gate.trust import repository_root
+
+    return repository_root(suite_file.parent) or suite_file.parent.resolve()
 
 
 @dataclass(frozen=True)
@@ -41,6 +76,8 @@ class ModelSpec:
     base_dir: Path = field(default=Path("."), compare=False)
     #: where it was declared ("suite.yaml:7:5" or "--candidate"), for messages
     origin: str | None = field(default=None, compare=False)
+    #: a local model path must resolve inside this folder (a suite's repository); None: anywhere
+    root: Path | None = field(default=None, compare=False)
 
     @property
     def spec(self) -> str:
@@ -50,13 +87,33 @@ class ModelSpec:
         return dict(self.options).get(name, default)
 
     def resolve_path(self) -> Path:
-        return resolve(self.base_dir, self.model)
+        try:
+            return confined(self.base_dir, self.model, self.root)
+        except ValueError as exc:
+            raise BadInput(f"model {exc}", location=self.origin or f"model {self.spec}") from None
+
+    @property
+    def hub(self) -> HubRef | None:
+        """The Hugging Face Hub model this spec names, or None (a local path, a built-in model, another provider).
+
+        A local path wins: ``ORG/NAME`` is a Hub repository only when nothing of that name exists where a
+        path would be looked up (beside the suite, or in the working directory for ``--candidate``); a path
+        that starts with ``./``, ``../``, ``/`` or ``~`` never reads as one."""
+        if self.provider not in HUB_PROVIDERS or self.model in BUILTIN_MODELS.get(self.provider, ()):
+            return None
+        ref = parse_hub_ref(self.model)
+        if ref is None or os.path.lexists(resolve(self.base_dir, self.model)):
+            return None
+        return ref
 
     @property
     def key(self) -> tuple:
         """Identity of the loaded model: two specs with the same key share one encode."""
+        hub = self.hub
         if self.provider == "openai" or self.model in BUILTIN_MODELS.get(self.provider, ()):
             ref = self.model
+        elif hub is not None:
+            ref = f"hub:{hub}"
         else:
             ref = str(self.resolve_path().resolve())
         return (self.provider, ref, _hashable(self.options))
@@ -71,7 +128,8 @@ def _hashable(value: Any) -> Any:
 
 
 def parse_model_spec(text: str, option: str = "--baseline/--candidate") -> ModelSpec:
-    """Parse ``PROVIDER:MODEL`` from the command line (paths relative to the cwd)."""
+    """Parse ``PROVIDER:MODEL`` from the command line (paths relative to the cwd; ``ORG/NAME[@REVISION]``
+    that is no path there names a Hugging Face Hub model, see :attr:`ModelSpec.hub`)."""
     provider, sep, model = text.partition(":")
     if not sep or not model:
         raise BadInput(f"expected PROVIDER:MODEL (e.g. sentence-transformers:./models/ft-v2), got {text!r}",
@@ -93,9 +151,14 @@ class TaskSpec:
     pointer: str
     suite_dir: Path
     document: Document | None = field(default=None, compare=False, repr=False)
+    #: data paths must resolve inside this folder (the suite's repository); None: anywhere
+    root: Path | None = field(default=None, compare=False)
 
     def path(self, key: str) -> Path:
-        return resolve(self.suite_dir, self.fields[key])
+        try:
+            return confined(self.suite_dir, self.fields[key], self.root)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
 
     def error(self, key: str, message: str) -> BadInput:
         """Bad input about field ``key`` of this task, located in the suite file."""
@@ -110,8 +173,8 @@ class TaskSpec:
         if raw is None:
             return None
         if self.document is None:
-            return ModelSpec(provider=raw["provider"], model=raw["model"], base_dir=self.suite_dir)
-        return model_from(raw, self.document, f"{self.pointer}/{key}")
+            return ModelSpec(provider=raw["provider"], model=raw["model"], base_dir=self.suite_dir, root=self.root)
+        return model_from(raw, self.document, f"{self.pointer}/{key}", self.root)
 
 
 @dataclass(frozen=True)
@@ -148,21 +211,24 @@ class Suite:
         return out
 
 
-def model_from(raw: dict, doc: Document, pointer: str) -> ModelSpec:
-    """A model as declared at ``pointer`` of a suite document."""
+def model_from(raw: dict, doc: Document, pointer: str, root: Path | None = None) -> ModelSpec:
+    """A model as declared at ``pointer`` of a suite document (local paths confined to ``root``)."""
     opts = tuple(sorted((k, v) for k, v in raw.items() if k not in ("provider", "model")))
     loc = doc.where(pointer)
     origin = f"{doc.path}:{loc}" + (f" ({pointer})" if loc != pointer else "")
     return ModelSpec(provider=raw["provider"], model=raw["model"], options=opts, base_dir=doc.path.parent,
-                     origin=origin)
+                     origin=origin, root=root)
 
 
-def _pair(raw: dict | None, doc: Document, pointer: str) -> dict[str, ModelSpec]:
-    return {role: model_from(m, doc, f"{pointer}/{role}") for role, m in (raw or {}).items()}
+def _pair(raw: dict | None, doc: Document, pointer: str, root: Path | None) -> dict[str, ModelSpec]:
+    return {role: model_from(m, doc, f"{pointer}/{role}", root) for role, m in (raw or {}).items()}
 
 
-def parse_suite(doc: Document) -> Suite:
+def parse_suite(doc: Document, *, confine: bool = True, root: Path | None = None) -> Suite:
+    """The typed suite of ``doc``. With ``confine``, the paths it names must resolve inside ``root``
+    (default: the suite's repository root, see :func:`suite_root`); without, anywhere."""
     validate(doc, "suite")
+    root = (root or suite_root(doc.path)) if confine else None
     data = doc.data
     base = doc.path.parent
     problems: list[BadInput] = []
@@ -176,14 +242,14 @@ def parse_suite(doc: Document) -> Suite:
         seen[name] = i
         fields = {k: v for k, v in raw.items() if k not in ("name", "type", "group", "models", "description")}
         tasks.append(TaskSpec(name=name, type=raw["type"], group=raw.get("group", "default"), fields=fields,
-                              models=_pair(raw.get("models"), doc, f"/tasks/{i}/models"), pointer=f"/tasks/{i}",
-                              suite_dir=base, document=doc))
+                              models=_pair(raw.get("models"), doc, f"/tasks/{i}/models", root),
+                              pointer=f"/tasks/{i}", suite_dir=base, document=doc, root=root))
     if problems:
         raise BadInputs(problems)
     return Suite(path=doc.path, name=data["name"], description=data.get("description", ""),
-                 models=_pair(data.get("models"), doc, "/models"), tasks=tasks, document=doc)
+                 models=_pair(data.get("models"), doc, "/models", root), tasks=tasks, document=doc)
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Load and validate a suite file (YAML or JSON)."""
-    return parse_suite(load_document(path, "suite file"))
+def load_suite(path: str | Path, *, confine: bool = True, root: Path | None = None) -> Suite:
+    """Load and validate a suite file (YAML or JSON); ``confine`` and ``root`` as for :func:`parse_suite`."""
+    return parse_suite(load_document(path, "suite file"), confine=confine, root=root)

@@ -16,6 +16,7 @@ import numpy as np
 from gate.suite import ModelSpec
 
 if TYPE_CHECKING:
+    from gate.hub import Resolver
     from gate.llm import Generator
 
 
@@ -42,14 +43,17 @@ CAPABILITIES = {
 }
 
 
-def check_model(spec: ModelSpec, secrets: bool = True) -> None:
+def check_model(spec: ModelSpec, secrets: bool = True, hub: "Resolver | None" = None) -> None:
     """Cheap checks before anything is loaded: a bad reference is bad input (exit 2).
 
-    ``secrets=False`` skips what depends on the environment (API-key variables), for ``gate validate``."""
+    ``secrets=False`` skips what depends on the environment (API-key variables), for ``gate validate``.
+    A Hugging Face Hub model (``ORG/NAME[@REVISION]``) is resolved and downloaded here by ``hub`` (one
+    :class:`~gate.hub.Resolver` per run), then checked like a local folder; without ``hub`` (``gate
+    validate``, ``--dry-run``) only the form of the reference is checked and nothing is downloaded."""
     if spec.provider == "sentence-transformers":
         from gate.providers import sentence_transformers as st
 
-        st.check(spec)
+        st.check(spec, hub=hub)
     elif spec.provider == "openai":
         from gate.providers import openai_compat
 
@@ -57,7 +61,7 @@ def check_model(spec: ModelSpec, secrets: bool = True) -> None:
     elif spec.provider == "transformers":
         from gate.providers import transformers_lm
 
-        transformers_lm.check(spec)
+        transformers_lm.check(spec, hub=hub)
     else:
         raise AssertionError(f"unhandled provider {spec.provider}")  # the schema lists every provider
 

@@ -45,8 +45,14 @@ def _where(spec: ModelSpec) -> str:
 
 
 def api_key(spec: ModelSpec) -> str:
+    """The model's key: only from a variable the workflow owner allows, only for a host the owner allows
+    (:mod:`gate.secrets`); stripped of surrounding whitespace and registered for redaction."""
+    from gate.secrets import check_key_destination, check_key_var, read_secret
+
     name = spec.option("api_key_env", DEFAULT_KEY_ENV)
-    value = os.environ.get(name, "")
+    check_key_var(name, _where(spec))
+    check_key_destination(base_url(spec), _where(spec))
+    value = read_secret(name)
     if not value:
         raise BadInput(f"the environment variable {name} is not set; model {spec.spec} reads its API key from it "
                        f"(api_key_env). Set it (any non-empty value for a server without keys, e.g. Ollama)",
@@ -55,15 +61,25 @@ def api_key(spec: ModelSpec) -> str:
 
 
 def check(spec: ModelSpec, secrets: bool = True) -> None:
-    """Bad input before anything is sent: a missing key variable, a base URL that is not a URL."""
-    if secrets:
-        api_key(spec)
+    """Bad input before anything is sent: a base URL that is not a URL, a key variable or a destination the
+    workflow owner does not allow, a missing key variable (``secrets``: not for ``gate validate``)."""
+    from gate.secrets import check_key_destination, check_key_var
+
     base = spec.option("base_url")
     if base is not None:
-        parsed = urlparse(base)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        try:
+            parsed = urlparse(base)
+            parsed.port  # noqa: B018 - raises ValueError for a port out of range
+            valid = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+        except ValueError:  # e.g. a netloc that changes under NFKC, a port that is not a number
+            valid = False
+        if not valid:
             raise BadInput(f"base_url {base!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8000/v1",
                            location=_where(spec))
+    check_key_var(spec.option("api_key_env", DEFAULT_KEY_ENV), _where(spec))
+    check_key_destination(base_url(spec), _where(spec))
+    if secrets:
+        api_key(spec)
 
 
 def base_url(spec: ModelSpec) -> str:

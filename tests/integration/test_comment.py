@@ -40,6 +40,14 @@ def results_json(tmp_path: Path, verdict: str = "fail", suite: str = "s") -> Pat
     return path
 
 
+def thresholds(tmp_path: Path, verdict: str = "fail") -> Path:
+    """A trusted thresholds file under which results_json()'s metrics (a drop of 0.1) get ``verdict``."""
+    limit = 0.0 if verdict == "fail" else 0.2
+    path = tmp_path / f"thresholds-{verdict}.json"
+    path.write_text(json.dumps({"version": 1, "rules": [{"metric": "t/spearman", "max_drop": limit}]}))
+    return path
+
+
 def comment(*args) -> object:
     return CliRunner().invoke(cli, ["comment", *map(str, args)], catch_exceptions=False)
 
@@ -50,24 +58,26 @@ def head_sha(emu: GitHubEmulator) -> str:
 
 def test_comment_from_results_json_renders_neutralized_and_is_sticky(emu, tmp_path):
     path = results_json(tmp_path)
-    result = comment(path, "--repo", REPO, "--pr", 3, "--head-sha", head_sha(emu))
+    result = comment(path, "--repo", REPO, "--pr", 3, "--head-sha", head_sha(emu), "--thresholds", thresholds(tmp_path))
     assert result.exit_code == 0, result.output
     (posted,) = emu.comments(REPO, 3)
     assert result.output.strip().endswith(posted["html_url"])
     assert posted["body"].startswith('<!-- gate-report suite="s" -->')
     assert "<b>" not in posted["body"] and "@octocat" not in posted["body"]  # neutralized at rendering
-    assert comment(path, "--repo", REPO, "--pr", 3).exit_code == 0
+    assert comment(path, "--repo", REPO, "--pr", 3, "--thresholds", thresholds(tmp_path)).exit_code == 0
     assert len(emu.comments(REPO, 3)) == 1
 
 
 def test_comment_refuses_a_pull_request_whose_head_moved(emu, tmp_path):
-    result = comment(results_json(tmp_path), "--repo", REPO, "--pr", 3, "--head-sha", "0" * 40)
+    result = comment(results_json(tmp_path), "--repo", REPO, "--pr", 3, "--head-sha", "0" * 40,
+                     "--thresholds", thresholds(tmp_path))
     assert result.exit_code == 2 and "refusing to comment" in result.output
     assert emu.comments(REPO, 3) == []
 
 
 def test_on_failure_mode_with_a_pass_and_no_earlier_comment_posts_nothing(emu, tmp_path):
-    result = comment(results_json(tmp_path, verdict="pass"), "--repo", REPO, "--pr", 3, "--mode", "on-failure")
+    result = comment(results_json(tmp_path, verdict="fail"), "--repo", REPO, "--pr", 3, "--mode", "on-failure",
+                     "--thresholds", thresholds(tmp_path, "pass"))
     assert result.exit_code == 0 and emu.comments(REPO, 3) == []
 
 
@@ -77,14 +87,14 @@ def test_report_md_without_marker_or_token_is_bad_input(emu, tmp_path, monkeypat
     result = comment(report, "--repo", REPO, "--pr", 3)
     assert result.exit_code == 2 and "no gate marker" in result.output
     monkeypatch.delenv("GITHUB_TOKEN")
-    result = comment(results_json(tmp_path), "--repo", REPO, "--pr", 3)
+    result = comment(results_json(tmp_path), "--repo", REPO, "--pr", 3, "--thresholds", thresholds(tmp_path))
     assert result.exit_code == 2 and "GITHUB_TOKEN" in result.output
 
 
 def test_github_failing_every_time_is_exit_3_not_a_traceback(emu, tmp_path, monkeypatch):
     monkeypatch.setenv("GATE_GITHUB_BACKOFF", "0.01")
     emu.fail_next("GET", 502, times=100)
-    result = comment(results_json(tmp_path), "--repo", REPO, "--pr", 3)
+    result = comment(results_json(tmp_path), "--repo", REPO, "--pr", 3, "--thresholds", thresholds(tmp_path))
     assert result.exit_code == 3, result.output
     assert "could not post the comment" in result.output and TOKEN not in result.output
 

@@ -106,7 +106,8 @@ def test_probe_task_types_run_and_merge_from_shards(probes, tmp_path, embedding_
         assert shard.exit_code == 0, shard.output
     meta = json.loads((tmp_path / "s2" / "shard.json").read_text())
     assert "stsb-geometry" not in meta["tasks"]  # needs every text at once: whole in shard 1
-    merged = gate("merge", tmp_path / "s1", tmp_path / "s2", tmp_path / "s3", "--out", tmp_path / "m", "-q")
+    merged = gate("merge", tmp_path / "s1", tmp_path / "s2", tmp_path / "s3", "--out", tmp_path / "m", "-q",
+                  "--suite", probes / "suite.yaml")
     assert merged.exit_code == 0, merged.output
     a, b = valid_results(single), valid_results(tmp_path / "m")
     a.pop("created_at"), b.pop("created_at")
@@ -125,7 +126,7 @@ def test_what_scoring_notices_survives_a_merge(classification, tmp_path, embeddi
         result = gate("run", stopped, "--out", tmp_path / name, "--cache", embedding_cache_dir, "-q",
                       "--resamples", "200", *extra)
         assert result.exit_code == 0, result.output
-    merged = gate("merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "m", "-q")
+    merged = gate("merge", tmp_path / "s1", tmp_path / "s2", "--out", tmp_path / "m", "-q", "--suite", stopped)
     assert merged.exit_code == 0, merged.output
     single, joined = valid_results(tmp_path / "single"), valid_results(tmp_path / "m")
     notes = single["tasks"]["banking77-intent"]["notes"]
@@ -149,7 +150,8 @@ def test_a_merge_draws_the_maps_a_single_run_draws(classification, tmp_path, emb
     single = gate("run", suite, "--out", tmp_path / "single", "--cache", embedding_cache_dir, "-q",
                   "--resamples", "200")
     assert single.exit_code == 0, single.output
-    merged = gate("merge", *_shards(suite, tmp_path, 3, embedding_cache_dir), "--out", tmp_path / "m", "-q")
+    merged = gate("merge", *_shards(suite, tmp_path, 3, embedding_cache_dir), "--out", tmp_path / "m", "-q",
+                  "--suite", suite)
     assert merged.exit_code == 0, merged.output
     a, b = valid_results(tmp_path / "single"), valid_results(tmp_path / "m")
     a.pop("created_at"), b.pop("created_at")
@@ -171,7 +173,7 @@ def test_shards_with_nothing_to_embed_still_merge(classification, tmp_path, embe
     assert single.exit_code == 0, single.output
     folders = _shards(only, tmp_path, 2, embedding_cache_dir)
     assert json.loads((folders[1] / "shard.json").read_text())["models"]["candidate"]["fingerprint"] is None
-    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q")
+    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q", "--suite", only)
     assert merged.exit_code == 0, merged.output
     a, b = valid_results(tmp_path / "single"), valid_results(tmp_path / "m")
     assert a["models"] == b["models"] and b["models"]["candidate"]["fingerprint"].startswith("sha256:")
@@ -189,36 +191,36 @@ def test_shards_that_scored_other_data_are_bad_input(classification, tmp_path, e
     second = gate("run", work / "suite.yaml", "--out", tmp_path / "s2b", "--cache", embedding_cache_dir, "-q",
                   "--resamples", "200", "--shard", "2/2")
     assert second.exit_code == 0, second.output
-    merged = gate("merge", first, tmp_path / "s2b", "--out", tmp_path / "m", "-q")
+    merged = gate("merge", first, tmp_path / "s2b", "--out", tmp_path / "m", "-q", "--suite", work / "suite.yaml")
     assert merged.exit_code == 2, merged.output
     assert "task 'banking77-intent': its data (test) differs from what this shard scored" in merged.output
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda meta: meta.pop("tasks"), '"tasks": expected an object, got nothing'),
-    (lambda meta: meta.update(shard=[1]), '"shard": expected [I, N]'),
-    (lambda meta: next(iter(meta["tasks"].values())).pop("roles"), ".roles\": expected an object, got nothing"),
-    (lambda meta: meta.pop("seed"), '"seed": expected an integer or null'),
-    (lambda meta: next(iter(meta["tasks"].values())).update(rows=[6]), '.rows": expected [first, end]'),
-    (lambda meta: next(iter(meta["tasks"].values())).update(data_sha256="x"), '.data_sha256": expected an object'),
-    (lambda meta: next(iter(meta["tasks"].values())).update(notes="a note"), '.notes": expected a list of strings'),
-    (lambda meta: next(iter(meta["tasks"].values()))["roles"].update(baseline="yes"), '.roles": expected true or'),
-    (lambda meta: next(iter(meta["tasks"].values()))["info"].update(usage="x"), '.info.usage": expected an object'),
+    (lambda meta: meta.pop("tasks"), "shard.json:1:1: missing required key 'tasks'"),
+    (lambda meta: meta.update(shard=[1]), "(/shard): expected [I, N]"),
+    (lambda meta: next(iter(meta["tasks"].values())).pop("roles"), "(/tasks/banking77-intent): missing required key 'roles'"),
+    (lambda meta: meta.pop("seed"), "shard.json:1:1: missing required key 'seed'"),
+    (lambda meta: next(iter(meta["tasks"].values())).update(rows=[6]), "(/tasks/banking77-intent/rows): expected [first, end]"),
+    (lambda meta: next(iter(meta["tasks"].values())).update(data_sha256="x"), '(/tasks/banking77-intent/data_sha256): expected object, got string "x"'),
+    (lambda meta: next(iter(meta["tasks"].values())).update(notes="a note"), '(/tasks/banking77-intent/notes): expected array, got string "a note"'),
+    (lambda meta: next(iter(meta["tasks"].values()))["roles"].update(baseline="yes"), '(/tasks/banking77-intent/roles/baseline): expected boolean, got string "yes"'),
+    (lambda meta: next(iter(meta["tasks"].values()))["info"].update(usage="x"), '(/tasks/banking77-intent/info/usage): expected object, got string "x"'),
 ])
 def test_an_edited_shard_file_is_bad_input(classification, tmp_path, embedding_cache_dir, edit, message):
     folders = _shards(classification / "suite.yaml", tmp_path, 2, embedding_cache_dir)
     meta = json.loads((folders[0] / "shard.json").read_text())
     edit(meta)
     (folders[0] / "shard.json").write_text(json.dumps(meta))
-    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q")
+    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q", "--suite", classification / "suite.yaml")
     assert merged.exit_code == 2 and message in merged.output and "internal error" not in merged.output
 
 
 def test_an_edited_extras_file_is_bad_input(classification, tmp_path, embedding_cache_dir):
     folders = _shards(classification / "suite.yaml", tmp_path, 2, embedding_cache_dir)
     (folders[1] / "extras.json").write_text("{}")
-    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q")
-    assert merged.exit_code == 2 and "the shards' scores are incomplete or were edited" in merged.output
+    merged = gate("merge", *folders, "--out", tmp_path / "m", "-q", "--suite", classification / "suite.yaml")
+    assert merged.exit_code == 2 and "extras.json:1:1: no extras of task 'banking77-intent', which shard.json says this shard scored" in merged.output
 
 
 def test_shards_of_a_float16_and_a_float32_runner_are_bad_input(classification, tmp_path, embedding_cache_dir,
@@ -231,6 +233,7 @@ def test_shards_of_a_float16_and_a_float32_runner_are_bad_input(classification, 
     other = gate("run", classification / "suite.yaml", "--out", tmp_path / "gpu", "--cache", embedding_cache_dir,
                  "-q", "--resamples", "200", "--shard", "2/2")
     assert other.exit_code == 0, other.output
-    merged = gate("merge", first, tmp_path / "gpu", "--out", tmp_path / "m", "-q")
+    merged = gate("merge", first, tmp_path / "gpu", "--out", tmp_path / "m", "-q",
+                  "--suite", classification / "suite.yaml")
     assert merged.exit_code == 2, merged.output
     assert "was run with other model settings" in merged.output and "float16" in merged.output

@@ -40,7 +40,7 @@ except ModuleNotFoundError:  # run as `pytest`, not `python -m pytest`
 
 ROOT = Path(__file__).resolve().parents[2]
 STSB = ROOT / "tests" / "data" / "stsb-dev-400.jsonl"
-KEY_ENV = "GATE_GEN_TEST_KEY"
+KEY_ENV = "GATE_GEN_TEST_API_KEY"
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
 COMPLETIONS = "/v1/completions"

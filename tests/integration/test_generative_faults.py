@@ -27,7 +27,7 @@ except ModuleNotFoundError:  # run as `pytest`, not `python -m pytest`
     import openai_server  # type: ignore[no-redef]
     from openai_server import OpenAIServer, suite_model  # type: ignore[no-redef]
 
-KEY_ENV = "GATE_GEN_TEST_KEY"
+KEY_ENV = "GATE_GEN_TEST_API_KEY"
 CHAT = "/v1/chat/completions"
 EMBED = "/v1/embeddings"
 STSB = Path(__file__).resolve().parents[1] / "data" / "stsb-dev-400.jsonl"
@@ -285,8 +285,8 @@ def test_insufficient_quota_fails_fast_across_tasks(server, tmp_path):
 
 def test_wrong_api_key_is_an_error_that_says_to_check_the_key(server, tmp_path, monkeypatch):
     secret = "sk-wrong-secret-0123456789"
-    monkeypatch.setenv("GATE_CAND_KEY", secret)
-    candidate = {**model(server, CAND), "api_key_env": "GATE_CAND_KEY"}
+    monkeypatch.setenv("GATE_CAND_API_KEY", secret)
+    candidate = {**model(server, CAND), "api_key_env": "GATE_CAND_API_KEY"}
     suite = write_suite(tmp_path / "suite.yaml", model(server, BASE), candidate,
                         [qa_task(tmp_path, concurrency=2)])
     result = invoke("run", suite, "--out", tmp_path / "out", "-q")

@@ -62,10 +62,10 @@ def shard_run(small_suite, tmp_path_factory, embedding_cache_dir, rules_file):
 
 
 @pytest.mark.model
-def test_merge_of_three_shards_equals_the_single_run(shard_run, rules_file):
+def test_merge_of_three_shards_equals_the_single_run(shard_run, rules_file, small_suite):
     root = shard_run
     merged = gate("merge", root / "s3", root / "s1", root / "s2", "--out", root / "merged", "-q",
-                  "--thresholds", rules_file)  # any order on the command line
+                  "--thresholds", rules_file, "--suite", small_suite)  # any order on the command line
     assert merged.exit_code == 0, merged.output
     same_run(root / "single", root / "merged")
     shard = json.loads((root / "s2" / "shard.json").read_text())
@@ -100,7 +100,7 @@ def test_shards_of_other_models_or_an_edited_suite_are_bad_input(shard_run, smal
     original = small_suite.read_text()
     try:
         small_suite.write_text(original + "\n# edited\n")
-        result = gate("merge", *copies, "--out", tmp_path / "o2", "-q")
+        result = gate("merge", *copies, "--out", tmp_path / "o2", "-q", "--suite", small_suite)
         assert result.exit_code == 2 and "the suite file changed since the shards ran" in result.output
     finally:
         small_suite.write_text(original)

@@ -422,9 +422,11 @@ def test_load_suite_types_and_paths(tmp_path):
     assert plain.group == "default"  # no group given
     assert tickets.fields == {"queries": "data/queries.jsonl", "corpus": "data/corpus.jsonl",
                               "qrels": "data/qrels.jsonl", "k": [1, 5, 10]}
-    # paths are relative to the suite file, absolute ones are kept
+    # paths are relative to the suite file; absolute ones are kept where the suite may leave its root
     assert tickets.path("qrels") == tmp_path / "data" / "qrels.jsonl"
-    assert plain.path("data") == Path("/abs/data.jsonl")
+    with pytest.raises(BadInput, match="leads outside the repository root"):
+        plain.path("data")
+    assert load_suite(path, confine=False).tasks[2].path("data") == Path("/abs/data.jsonl")
     assert tickets.pointer == "/tasks/1"
 
 
