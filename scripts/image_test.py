@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import read_jsonl, write_jsonl  # noqa: E402
+from tests.conftest import parse_outputs, read_jsonl, write_jsonl  # noqa: E402
 from tests.git_checkout import commit_base, open_pull_request  # noqa: E402
 from tests.github_emulator import GitHubEmulator  # noqa: E402
 
@@ -161,9 +161,11 @@ def pull_cost(podman: list[str], image: str) -> dict[str, str]:
         gzip_seconds = time.perf_counter() - start
         start = time.perf_counter()
         fresh = [*podman, "--root", f"{tmp}/storage", "--runroot", f"{tmp}/run"]  # as on a runner: nothing local
-        sh(*fresh, "load", "-q", "-i", str(compressed), capture_output=True)
+        compressed_size = compressed.stat().st_size
+        compressed.unlink()
+        sh(*fresh, "load", "-q", "-i", str(archive), capture_output=True)
         load_seconds = time.perf_counter() - start
-        return {"compressed layers (what a pull transfers)": f"{compressed.stat().st_size / 1e9:.2f} GB",
+        return {"compressed layers (what a pull transfers)": f"{compressed_size / 1e9:.2f} GB",
                 "unpacking a pulled image (podman load)": f"{load_seconds:.0f} s",
                 "(gzip -1 of the layers, for reference)": f"{gzip_seconds:.0f} s"}
 
@@ -172,19 +174,6 @@ def owned_by_runner(folder: Path) -> bool:
     """Whether ``folder`` exists and it and everything in it belong to the runner's user."""
     return folder.is_dir() and all((p.lstat().st_uid, p.lstat().st_gid) == (RUNNER_UID, RUNNER_GID)
                                    for p in [folder, *folder.rglob("*")])
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    out, lines = {}, iter(text.splitlines())
-    for line in lines:
-        name, _, delimiter = line.partition("<<")
-        value = []
-        for inner in lines:
-            if inner == delimiter:
-                break
-            value.append(inner)
-        out[name] = "\n".join(value)
-    return out
 
 
 def main() -> int:
@@ -227,6 +216,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="gate-image-test-") as tmp, GitHubEmulator(token=TOKEN) as emu:
         root = Path(tmp)
+        root.chmod(0o755)  # mkdtemp's 0700 would keep the runner user out of its own workspace
         emu.add_pull(REPO, PR)
         ws, event = workspace(root)
         runner = Runner(buildah, args.image, root, ws, event, emu.url)

@@ -30,6 +30,21 @@ def valid_results(out: Path) -> dict:
     return results
 
 
+def parse_outputs(text: str) -> dict[str, str]:
+    """The step outputs in a $GITHUB_OUTPUT file, as the runner reads them (``name<<DELIMITER`` heredocs)."""
+    out, lines = {}, iter(text.splitlines())
+    for line in lines:
+        name, _, delimiter = line.partition("<<")
+        assert delimiter.startswith("ghadelimiter_"), line
+        value = []
+        for inner in lines:
+            if inner == delimiter:
+                break
+            value.append(inner)
+        out[name] = "\n".join(value)
+    return out
+
+
 def task_spec(tmp_path: Path, type: str, name: str = "t", **fields):
     """A task of ``type`` with ``fields``, as a suite in ``tmp_path`` would declare it (first task)."""
     from gate.suite import TaskSpec

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, read_jsonl, write_jsonl
+from tests.conftest import ROOT, parse_outputs, read_jsonl, write_jsonl
 from tests.git_checkout import commit_base, git, open_pull_request
 from tests.github_emulator import GitHubEmulator
 
@@ -98,20 +98,6 @@ def run_action(workspace: Path, tmp_path: Path, emu: GitHubEmulator, *, event: s
     assert TOKEN not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     return proc, parse_outputs(outputs.read_text()), summary.read_text()
-
-
-def parse_outputs(text: str) -> dict[str, str]:
-    out, lines = {}, iter(text.splitlines())
-    for line in lines:
-        name, _, delimiter = line.partition("<<")
-        assert delimiter.startswith("ghadelimiter_"), line
-        value = []
-        for inner in lines:
-            if inner == delimiter:
-                break
-            value.append(inner)
-        out[name] = "\n".join(value)
-    return out
 
 
 def gate_comments(emu: GitHubEmulator, number: int = 7) -> list[dict]:
