@@ -63,6 +63,7 @@ class ActionSettings:
     base_config: str = "thresholds"
     shard: tuple[int, int] | None = None
     merge: tuple[str, ...] = ()
+    max_cost: float | None = None
     run_url: str | None = None
     token: str = field(default="", repr=False)
 
@@ -94,6 +95,15 @@ class ActionSettings:
         if shard and merge:
             raise BadInput("shard and merge exclude each other: a matrix job writes a shard, a later job merges "
                            "them", location="input merge")
+        max_cost = None
+        if _input(env, "max-cost"):
+            try:
+                max_cost = float(_input(env, "max-cost"))
+            except ValueError:
+                max_cost = -1.0
+            if not max_cost >= 0:  # also NaN
+                raise BadInput(f"expected a number of US dollars (0 or more), got {_input(env, 'max-cost')!r}",
+                               location="input max-cost")
         run_url = None
         if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
             server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
@@ -110,7 +120,7 @@ class ActionSettings:
             event_name=env.get("GITHUB_EVENT_NAME", ""), event_path=path(env.get("GITHUB_EVENT_PATH")),
             step_summary=path(env.get("GITHUB_STEP_SUMMARY")), output_file=path(env.get("GITHUB_OUTPUT")),
             cache_dir=path(env.get("GATE_CACHE_DIR")), base_config=base_config, shard=shard, merge=merge,
-            run_url=run_url,
+            run_url=run_url, max_cost=max_cost,
             token=_input(env, "github-token") or env.get("GITHUB_TOKEN", "").strip(),
         )
 
@@ -185,7 +195,7 @@ def act(settings: ActionSettings, *, client_factory: ClientFactory = _default_cl
         else:
             outcome = evaluate_to_dir(suite, overrides=overrides, thresholds=thresholds, out=settings.output_dir,
                                       cache=settings.cache_dir, log=log, trust=trust, warn=console.warning,
-                                      run_url=settings.run_url)
+                                      run_url=settings.run_url, max_cost=settings.max_cost)
     results, verdict = outcome.results, outcome.results["verdict"]
     console.untrusted(f"gate: {verdict.upper()} · {results['suite']}\n{results.get('reason', '')}")
     if settings.step_summary:
@@ -231,7 +241,7 @@ def _run_shard(settings: ActionSettings, suite: Any, overrides: dict, console: C
 
     outcome = evaluate_to_dir(suite, overrides=overrides, thresholds=None, out=settings.output_dir,
                               cache=settings.cache_dir, log=lambda m: console.untrusted(f"gate: {m}"),
-                              warn=console.warning, shard=settings.shard)
+                              warn=console.warning, shard=settings.shard, max_cost=settings.max_cost)
     errors = outcome.results["errors"]
     for line in errors[:10]:
         console.command(annotation("error", line))

@@ -169,7 +169,9 @@ def _messages(record: dict, system: str | None, path: Path, loc: str) -> tuple[d
     if has_messages and has_prompt:
         raise BadInput("expected exactly one of 'messages' or 'prompt', got both", path, loc)
     if not has_messages and not has_prompt:
-        raise BadInput("missing 'messages' or 'prompt'; expected one of them", path, loc)
+        from gate.data import row_keys
+
+        raise BadInput(f"missing 'messages' or 'prompt'; expected one of them; {row_keys(record)}", path, loc)
     if has_prompt:
         prompt = record["prompt"]
         if not isinstance(prompt, str) or not prompt.strip():

@@ -66,7 +66,8 @@ class GateGroup(click.Group):
         except BadInputs as exc:
             for problem in exc.problems:
                 click.echo(f"gate: {problem}", err=True)
-            click.echo(f"gate: {len(exc.problems)} problem(s) found", err=True)
+            count = len(exc.problems)
+            click.echo(f"gate: {count} problem{'' if count == 1 else 's'} found", err=True)
             ctx.exit(exc.exit_code)
         except GateError as exc:
             click.echo(f"gate: {exc}", err=True)
@@ -126,7 +127,15 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
 
     verdict = results["verdict"]
     click.echo(f"{ICONS.get(verdict, '')} gate: {verdict.upper()} · {results['suite']}")
+    candidate = (results.get("models") or {}).get("candidate") or {}
+    if candidate.get("same_as_baseline") is True:
+        click.echo("  note: the candidate is the baseline (same fingerprint and options): every difference is noise, "
+                   "and every rule that requires an improvement fails for that reason")
     click.echo(results.get("reason", ""))
+    if verdict == "pass":
+        for r in results.get("rules", []):
+            if r.get("warning") and r["status"] == "pass" and r.get("severity", "block") == "block":
+                click.echo(f"  note: this PASS rests on too few examples: {r['warning']}")
     shown = [r for r in results.get("rules", []) if r["status"] != "pass"][:10]
     for r in shown:
         click.echo(f"  [{r['status']}] {r['name']}: {r['message']}")
@@ -144,8 +153,9 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
 @click.option("--out", type=click.Path(path_type=Path), default=Path("gate-out"), show_default=True,
               help="Folder for results.json, report.md and examples.jsonl.")
 @click.option("--cache", type=click.Path(path_type=Path),
-              help="Folder of the persistent embedding and response cache (off when not given); also where "
-                   "converted local models and Hugging Face Hub downloads (DIR/hub) are kept.")
+              help="Folder of the persistent embedding and response cache [default: $GATE_CACHE_DIR, else no "
+                   "cache]; also where converted local models and Hugging Face Hub downloads (DIR/hub) are kept. "
+                   "A folder holding files tracked by git is never used.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for anything random (sent with generative requests); recorded in results.json.")
 @click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
@@ -155,6 +165,10 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
                    "(no verdict); combine the N folders with `gate merge`.")
 @click.option("--dry-run", is_flag=True,
               help="Print the requests, estimated tokens and cost per model, then exit 0 without calling any model.")
+@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD",
+              help="Run budget in US dollars (the suite's max_cost_usd, if lower, wins): an estimate above it "
+                   "stops the run before anything is sent (exit 2); gate stops sending once the money spent "
+                   "would pass it (exit 3). Every model sent requests needs declared pricing.")
 @click.option("--base-ref", metavar="REF",
               help="Judge with the configuration of git commit REF (e.g. origin/main): the thresholds file, "
                    "and with --base-config suite also the suite and its files, are read as they are at REF; "
@@ -169,8 +183,8 @@ def _summary(results: dict[str, Any], paths: dict[str, Path] | None = None) -> N
               help="No progress messages on stderr. Progress bars show on a terminal outside CI; "
                    "GATE_PROGRESS=1 (or 0) turns them on (or off) anywhere.")
 def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Path | None, out: Path,
-        cache: Path | None, seed: int, resamples: int, shard: str | None, dry_run: bool, base_ref: str | None,
-        base_config: str, allow_outside_root: bool, quiet: bool) -> None:
+        cache: Path | None, seed: int, resamples: int, shard: str | None, dry_run: bool, max_cost: float | None,
+        base_ref: str | None, base_config: str, allow_outside_root: bool, quiet: bool) -> None:
     """Evaluate baseline and candidate on every task of SUITE and apply the thresholds.
 
     Writes OUT/results.json, OUT/report.md and OUT/examples.jsonl, prints a short
@@ -188,6 +202,8 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
     from gate.suite import parse_model_spec
     from gate.trust import load_for_run, repository_root, resolve_ref
 
+    if cache is None and os.environ.get("GATE_CACHE_DIR"):  # one rule for every command: the Action, gate demo
+        cache = Path(os.environ["GATE_CACHE_DIR"])
     overrides = {}
     if baseline:
         overrides["baseline"] = parse_model_spec(baseline, "--baseline")
@@ -208,35 +224,45 @@ def run(suite: Path, baseline: str | None, candidate: str | None, thresholds: Pa
         loaded, thresholds, trust, overrides = load_for_run(suite, thresholds, base=base, scope=base_config,
                                                             workdir=Path(workdir), confine=not allow_outside_root,
                                                             overrides=overrides)
-        _run_loaded(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, shard_of, dry_run, trust)
+        _run_loaded(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, shard_of, dry_run, trust,
+                    max_cost)
 
 
 def _run_loaded(loaded: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None, seed: int,
                 quiet: bool, resamples: int, shard_of: tuple[int, int] | None, dry_run: bool,
-                trust: dict | None) -> None:
+                trust: dict | None, max_cost: float | None = None) -> None:
     if dry_run:
+        from gate.catalogue import check_rules_on_suite
         from gate.plan import format_plan, plan_suite
         from gate.thresholds import load_thresholds
 
-        if thresholds:
-            load_thresholds(thresholds)  # a bad thresholds file is bad input in a dry run too
-        click.echo(format_plan(plan_suite(loaded, overrides, seed, cache)))
+        if thresholds:  # a bad thresholds file, or a rule that selects nothing, is bad input in a dry run too
+            check_rules_on_suite(load_thresholds(thresholds), loaded)
+        from gate.budget import budget_limit, check_estimate
+        from gate.plan import total_cost, unpriced
+
+        plans = plan_suite(loaded, overrides, seed, cache)
+        limit, source = budget_limit(loaded, max_cost)
+        click.echo(format_plan(plans, (limit, source) if limit is not None else None))
+        if limit is not None:
+            check_estimate(total_cost(plans), limit, source, unpriced(plans))  # as `gate run` would: exit 2
         return
     if shard_of is not None:
-        _run_shard(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, shard_of)
+        _run_shard(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, shard_of, max_cost)
         return
-    _run_and_report(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, trust)
+    _run_and_report(loaded, overrides, thresholds, out, cache, seed, quiet, resamples, trust, max_cost)
 
 
 def _run_shard(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None, seed: int,
-               quiet: bool, resamples: int, shard: tuple[int, int]) -> None:
+               quiet: bool, resamples: int, shard: tuple[int, int], max_cost: float | None = None) -> None:
     from gate.pipeline import evaluate_to_dir
 
     log = _Log(quiet)
     if thresholds:
         log("a shard writes raw scores only: the thresholds are applied by `gate merge --thresholds`")
     outcome = evaluate_to_dir(loaded_suite, overrides=overrides, thresholds=None, out=out, cache=cache, seed=seed,
-                              log=log, show_progress=_show_progress(quiet), resamples=resamples, shard=shard)
+                              log=log, show_progress=_show_progress(quiet), resamples=resamples, shard=shard,
+                              max_cost=max_cost)
     errors = outcome.results["errors"]
     click.echo(f"gate: shard {shard[0]}/{shard[1]} of {loaded_suite.name} written to {out}"
                f"{f' with {len(errors)} error(s)' if errors else ''}; combine the shards with `gate merge`")
@@ -299,12 +325,14 @@ def merge(folders: tuple[Path, ...], thresholds: Path | None, out: Path, suite_f
 
 
 def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None,
-                    seed: int, quiet: bool, resamples: int | None = None, trust: dict | None = None) -> None:
+                    seed: int, quiet: bool, resamples: int | None = None, trust: dict | None = None,
+                    max_cost: float | None = None) -> None:
     from gate.pipeline import evaluate_to_dir
 
     outcome = evaluate_to_dir(loaded_suite, overrides=overrides, thresholds=thresholds, out=out, cache=cache,
                               seed=seed, log=_Log(quiet), show_progress=_show_progress(quiet), resamples=resamples,
-                              trust=trust, warn=lambda m: click.echo(f"gate: warning: {m}", err=True))
+                              trust=trust, warn=lambda m: click.echo(f"gate: warning: {m}", err=True),
+                              max_cost=max_cost)
     _summary(outcome.results, outcome.paths)
     click.get_current_context().exit(VERDICT_EXIT[outcome.results["verdict"]])
 
@@ -446,15 +474,19 @@ def _comment_body(report: Path, mode: str, thresholds: Path | None) -> tuple[dic
     A results.json's verdict and rules are never trusted: :func:`gate.thresholds.reapply` re-derives them
     from the stored metrics with ``thresholds``, and the artifact's own ``trust`` claims are dropped."""
     from gate.report import load_examples, render as render_report
-    from gate.results import load_results
+    from gate.results import kind_of_file, load_results, not_results
     from gate.thresholds import reapply
 
+    kind = kind_of_file(report) if report.is_file() else None
+    if kind not in (None, "results", "report", "markdown"):  # a suite, thresholds, examples.jsonl or a shard's file
+        raise not_results(report, kind, "a results.json or a report.md")
     if report.suffix.lower() == ".json":
         if thresholds is None:
             raise BadInput("a results.json is judged again before it is posted: pass --thresholds with the "
                            "thresholds file of the trusted checkout", report, "--thresholds")
         results = load_results(report)
-        results.pop("trust", None)
+        results.pop("trust", None)  # the artifact's own claims are not evidence
+        results.get("models", {}).get("candidate", {}).pop("same_as_baseline", None)
         reapply(results, thresholds)
         results["provenance"] = {"thresholds": str(thresholds)}
         try:
@@ -477,17 +509,6 @@ def _comment_body(report: Path, mode: str, thresholds: Path | None) -> tuple[dic
     return results, body
 
 
-def _kind_of(data: Any) -> str | None:
-    if isinstance(data, dict):
-        if "schema_version" in data:
-            return "results"
-        if "rules" in data:
-            return "thresholds"
-        if "tasks" in data:
-            return "suite"
-    return None
-
-
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--kind", type=click.Choice(["auto", "suite", "thresholds", "results"]), default="auto",
@@ -501,53 +522,82 @@ def validate(files: tuple[Path, ...], kind: str, no_data: bool, allow_outside_ro
     Prints every problem with its file, line:column and JSON pointer. For a suite
     it also reads every data file (rows, ids, qrels references) and checks the
     model references, so a typo fails here rather than after minutes of encoding.
+    Given a suite and a thresholds file together, it also checks that every rule
+    selects a metric the suite will produce (an `optional` rule may select none).
     Exits 0 when all files are valid, 2 otherwise.
 
     \b
     Example:
       gate validate suite.yaml thresholds.json
     """
+    from gate.catalogue import of_suite, of_tasks, optional_unmatched, rule_problems
     from gate.documents import load_document, schema_problems
+    from gate.results import kind_of_data, kind_of_file, not_results
     from gate.providers import check_model
     from gate.suite import parse_suite
     from gate.tasks import load_task
+    from gate.thresholds import plural, thresholds_from_data
 
-    bad = 0
+    checked: list[dict[str, Any]] = []  # per file: path, kind, document, problems, summary, catalogue
     for path in files:
-        problems: list[BadInput] = []
-        summary = ""
+        entry: dict[str, Any] = {"path": path, "what": None, "doc": None, "problems": [], "summary": "",
+                                 "catalogue": None}
+        checked.append(entry)
         try:
-            doc = load_document(path)
-            what = kind if kind != "auto" else _kind_of(doc.data)
+            if path.suffix.lower() in (".md", ".markdown", ".jsonl") and path.is_file():
+                raise not_results(path, kind_of_file(path), "a suite, thresholds or results file", None)
+            doc = entry["doc"] = load_document(path)
+            what = entry["what"] = kind if kind != "auto" else kind_of_data(doc.data)
             if what is None:
                 raise BadInput("cannot tell what this file is: expected a suite (with 'tasks'), thresholds "
                                "(with 'rules') or results (with 'schema_version'); use --kind", path)
-            problems = schema_problems(doc, what)
-            if not problems and what == "suite":
+            entry["problems"] = schema_problems(doc, what)
+            if not entry["problems"] and what == "suite":
                 suite = parse_suite(doc, confine=not allow_outside_root)
+                loaded = []
                 for t in suite.tasks:
                     for spec in t.models.values():
                         check_model(spec, secrets=False)
                     if not no_data:
-                        for spec in getattr(load_task(t), "extra_models", lambda: [])():
+                        loaded.append(load_task(t))
+                        for spec in getattr(loaded[-1], "extra_models", lambda: [])():
                             check_model(spec, secrets=False)
                 for spec in suite.models.values():
                     check_model(spec, secrets=False)
-                summary = f"suite, {len(suite.tasks)} task(s)"
-            elif not problems:
-                summary = what if what != "thresholds" else f"thresholds, {len(doc.data['rules'])} rule(s)"
+                entry["summary"] = f"suite, {plural(len(suite.tasks), 'task')}"
+                entry["catalogue"] = of_suite(suite) if no_data else of_tasks(loaded, suite.name)
+            elif not entry["problems"]:
+                rules_n = plural(len(doc.data["rules"]), "rule") if what == "thresholds" else ""
+                entry["summary"] = f"thresholds, {rules_n}" if rules_n else what
         except BadInputs as exc:
-            problems = exc.problems
+            entry["problems"] = exc.problems
         except BadInput as exc:
-            problems = [exc]
-        if problems:
+            entry["problems"] = [exc]
+    # a thresholds file given with suites: every rule must select a metric each suite will produce (the suites in
+    # the thresholds file's own folder when there are any: `gate validate a/suite.yaml a/t.json b/suite.yaml b/t.json`)
+    suites = [e for e in checked if e["catalogue"] is not None]
+    for entry in checked:
+        near = [e for e in suites if e["path"].resolve().parent == entry["path"].resolve().parent]
+        catalogues = [e["catalogue"] for e in (near or suites)]
+        if entry["what"] == "thresholds" and not entry["problems"] and catalogues:
+            rules = thresholds_from_data(entry["doc"].data, entry["doc"])
+            for catalogue in catalogues:
+                entry["problems"] += rule_problems(rules, catalogue)
+            skipped = max(optional_unmatched(rules, c) for c in catalogues)
+            but = f" but {skipped} optional one{'' if skipped == 1 else 's'}" if skipped else ""
+            names = ", ".join(dict.fromkeys(repr(c.suite) for c in catalogues))
+            entry["summary"] += f"; every rule{but} selects a metric of suite {names}" if len(catalogues) == 1 else \
+                f"; every rule{but} selects a metric of each of the {len(catalogues)} suites ({names})"
+    bad = 0
+    for entry in checked:
+        if entry["problems"]:
             bad += 1
-            for p in problems:
+            for p in entry["problems"]:
                 click.echo(f"{p}", err=True)
         else:
-            click.echo(f"ok: {path} ({summary})")
+            click.echo(f"ok: {entry['path']} ({entry['summary']})")
     if bad:
-        click.echo(f"gate: {bad} of {len(files)} file(s) invalid", err=True)
+        click.echo(f"gate: {bad} of {plural(len(files), 'file')} invalid", err=True)
         click.get_current_context().exit(2)
 
 

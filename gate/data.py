@@ -8,13 +8,15 @@ ignored so users can keep their own metadata beside the fields gate reads.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from gate import limits
 from gate.documents import decode, read_bytes, too_deep_at, too_deep_for_python
@@ -203,7 +205,7 @@ def scan_table(path: str | Path, columns: list[Column], what: str = "data file"
                     if col.kind == "optional_text":
                         row[col.name] = ""
                         continue
-                    raise BadInput(f"missing {col.name!r}; expected {_expected(col)}", path, str(line))
+                    raise BadInput(missing(col, record, from_text, [c.name for c in columns]), path, str(line))
                 try:
                     row[col.name] = _coerce(record[col.name], col, from_text)
                 except ValueError as exc:
@@ -215,6 +217,40 @@ def scan_table(path: str | Path, columns: list[Column], what: str = "data file"
             raise BadInput(f"{what} has no rows; expected rows with {expected}", path)
 
     return sha256, rows()
+
+
+def missing(col: Column, record: dict[str, Any], from_text: bool = False, known: Iterable[str] = ()) -> str:
+    """Why ``record`` lacks ``col``, naming what it has: ``missing 'score' (expected a number); the row has:
+    sentence1, sentence2, label``, with the key it probably meant when one is close (not one of the ``known``
+    columns the reader uses)."""
+    if col.name in record and from_text:  # a CSV row shorter than its header
+        given = sum(value is not None for value in record.values())
+        return f"missing {col.name!r} (expected {_expected(col)}): the row has {given} of the header's " \
+               f"{len(record)} columns"
+    if col.name in record:  # JSON null
+        return f"field {col.name!r}: expected {_expected(col)}, got null"
+    known = set(known)
+    close = difflib.get_close_matches(col.name, [str(k) for k in record if k not in known], n=1, cutoff=0.7)
+    hint = f" (is {_key(close[0])} meant to be {col.name!r}?)" if close else ""
+    return f"missing {col.name!r} (expected {_expected(col)}); {row_keys(record, from_text)}{hint}"
+
+
+def row_keys(record: dict[str, Any], from_text: bool = False) -> str:
+    """What a row holds, for a message about a missing key: ``the row has: sentence1, sentence2, label``."""
+    keys = [str(k) for k in record]
+    if not keys:
+        return "the header is empty" if from_text else "the row is an empty object"
+    more = f", … ({len(keys) - _KEYS_SHOWN} more)" if len(keys) > _KEYS_SHOWN else ""
+    return f"{'the header has' if from_text else 'the row has'}: {', '.join(_key(k) for k in keys[:_KEYS_SHOWN])}{more}"
+
+
+_KEYS_SHOWN = 12
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.@\[\]-]{1,40}")
+
+
+def _key(key: str) -> str:
+    """A key of a data row as a message shows it: plain when it is a plain word, else quoted and cut."""
+    return key if _PLAIN_KEY.fullmatch(key) else repr(key if len(key) <= 40 else key[:39] + "…")
 
 
 def _expected(col: Column) -> str:

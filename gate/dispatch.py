@@ -1,4 +1,4 @@
-"""Sending requests to generative models: response cache, bounded concurrency, retries, accounting.
+"""Sending requests to generative models: response cache, bounded concurrency, retries, breakers, accounting.
 
 One place owns the retry policy, so every provider behaves the same and every
 attempt is counted once: a provider classifies each failure (see :mod:`gate.llm`)
@@ -8,6 +8,22 @@ server's ``Retry-After``; a request still failing after the budget, or a fatal
 fault (bad key, no quota, unknown model), ends in :class:`EvaluationError`, so
 the verdict is ``error`` (exit 3), never ``pass``. Only the attempt that
 succeeded contributes latency and tokens: nothing is double-counted after a retry.
+
+A model is *stopped* (every request of it fails at once, those in flight are abandoned) when
+
+- a fatal fault says it cannot be used;
+- the breaker trips: :attr:`Dispatcher.breaker` requests in a row failed after their retries,
+  or only :attr:`Dispatcher.cold_breaker` while none of its requests has succeeded yet, or
+  that many attempts in a row could not even connect before any success (a dead endpoint);
+- its endpoint has not answered anything (not even an error status) within the model's
+  ``first_answer_timeout`` of its first request (a hung endpoint: 90 s by default).
+
+The whole run stops sending when its time limit (``deadline``) passes or its
+:class:`~gate.budget.Budget` would be passed: each request reserves its estimated cost first.
+
+Two ways in: :meth:`Dispatcher.chat` (and the others) send a batch with their own concurrency
+limit; :meth:`Dispatcher.chat_job` hands back a :class:`Job` whose requests a scheduler sends
+one by one (the generative runtime interleaves two models' jobs, :mod:`gate.generative_runtime`).
 """
 
 from __future__ import annotations
@@ -16,12 +32,13 @@ import asyncio
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
+from gate.budget import Budget
 from gate.cache import ResponseCache
 from gate.errors import EvaluationError
-from gate.llm import (ChatRequest, ChatResponse, FatalError, Generator, PromptLogprobs, RequestError,
-                      TransientError, Unsupported)
+from gate.llm import (CHARS_PER_TOKEN, ChatRequest, ChatResponse, FatalError, Generator, NoAnswer, PromptLogprobs,
+                      RequestError, TransientError, Unsupported)
 
 T = TypeVar("T")
 Log = Callable[[str], None]
@@ -75,13 +92,103 @@ def _from_cache(parse: Callable[[dict], T], hit: dict | None) -> T | None:
         return None
 
 
+def chat_estimate(request: ChatRequest, pricing: Any) -> float:
+    """The dry run's estimate of one chat request in dollars: prompt characters / 4, ``max_tokens`` completion."""
+    if pricing is None:
+        return 0.0
+    return pricing.cost(-(-request.prompt_chars() // CHARS_PER_TOKEN), request.max_tokens)
+
+
 class Failed(Exception):
     """One request that did not succeed within the policy (the message says why)."""
 
 
+class Halted(Exception):
+    """The run stopped sending (its time limit passed, or its budget would be passed)."""
+
+
+@dataclass
+class _ModelState:
+    """What the dispatcher knows about one loaded model during the run."""
+
+    fatal: str | None = None
+    #: requests in a row that failed after their retries
+    failing: int = 0
+    #: attempts in a row that could not connect, and when the first of them failed
+    unconnected: int = 0
+    unconnected_since: float = 0.0
+    succeeded: bool = False
+    #: any answer from the endpoint, an error status included
+    answered: bool = False
+    started: bool = False
+    stop: asyncio.Future | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class Job(Generic[T]):
+    """One model's share of a batch: the cache already asked; :meth:`send` obtains answer ``i`` (with retries,
+    its failure recorded), :meth:`finish` returns every answer in order with the usage, or raises."""
+
+    dispatcher: "Dispatcher"
+    model: Any
+    label: str
+    keys: list[str]
+    results: list[Any]
+    todo: list[int]
+    usage: Usage
+    call: Callable[[int], Awaitable[T]]
+    store: Callable[[int, Any], None]
+    estimate: Callable[[int], float]
+    cost: Callable[[Any], float | None]
+    #: what the fresh answers cost (None: the model has no declared price)
+    spend: Callable[[list[Any]], float | None] = lambda fresh: None
+    errors: list[str] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.rng = self.dispatcher._rng()
+
+    async def send(self, i: int) -> None:
+        """Obtain answer ``i``: stored when it comes, else its failure recorded (never raises, but for cancellation)."""
+        if self.unsupported:
+            return
+        try:
+            value = await self.dispatcher._attempts(self.model, lambda: self.call(i), self.usage, self.rng,
+                                                    self.estimate(i), self.cost)
+        except (Failed, FatalError, Halted) as exc:
+            self.errors.append(str(exc))
+            return
+        except Unsupported as exc:  # the capability is missing: asking again cannot help
+            self.unsupported.append(str(exc))
+            self.errors.append(str(exc))
+            return
+        except Exception as exc:  # a bug in a provider: this model's task fails (an error, never a pass), the run goes on
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        self.store(i, value)
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last >= 10 or self.done == len(self.todo):
+            self.last = now
+            self.dispatcher.log(f"  {self.label}: {self.done}/{len(self.todo)} requests done in "
+                                f"{now - self.started:.1f} s ({self.usage.retries} retries, "
+                                f"{self.usage.failures} failed)")
+
+    def finish(self) -> tuple[list[Any], Usage]:
+        """Every answer in order with the usage, or :class:`EvaluationError` (its ``usage`` attached)."""
+        fresh = [self.results[i] for i in self.todo if self.results[i] is not None]
+        self.usage.spent_usd = self.spend(fresh)
+        self.dispatcher._raise(self.model, self.errors, len(self.keys), self.label, self.usage)
+        return [r for r in self.results if r is not None], self.usage
+
+
 @dataclass
 class Dispatcher:
-    """Sends requests for the runner. One per run; holds the cache and the per-model fatal state."""
+    """Sends requests for the runner. One per run; holds the cache, the per-model state and the run's limits."""
 
     cache: ResponseCache | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -89,16 +196,84 @@ class Dispatcher:
     seed: int = 0
     #: this many requests in a row failing after their retries means the endpoint is down: stop sending
     breaker: int = 8
+    #: the same, and attempts in a row that cannot connect, while none of the model's requests has succeeded
+    cold_breaker: int = 3
+    #: ...and the connection failures must span this many seconds (a server starting up is not a dead one)
+    cold_span: float = 5.0
+    #: ``time.monotonic()`` after which nothing is sent and what is in flight is abandoned (None: no limit)
+    deadline: float | None = None
+    deadline_reason: str = "the run's time limit passed"
+    budget: Budget | None = None
     # keyed by the loaded model object: two endpoints serving the same model id fail independently
-    _fatal: dict[int, str] = field(default_factory=dict)
-    _failing: dict[int, int] = field(default_factory=dict)
+    _models: dict[int, _ModelState] = field(default_factory=dict)
+    _halted: str | None = None
+    _halt: asyncio.Future | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
-    def _failed(self, model: Any, message: str) -> Failed:
+    # -- state ---------------------------------------------------------------------------------------------
+
+    def _bind(self) -> None:
+        """Futures and timers belong to the running event loop: (re)create them for this one."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        self._loop = loop
+        self._halt = loop.create_future()
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.halt(self.deadline_reason)
+        elif self.deadline is not None:
+            loop.call_later(max(0.0, self.deadline - time.monotonic()), self.halt, self.deadline_reason)
+        for state in self._models.values():
+            state.stop, state.timer = None, None
+
+    def _state(self, model: Any) -> _ModelState:
+        state = self._models.setdefault(id(model), _ModelState())
+        if state.stop is None:
+            state.stop = self._loop.create_future() if self._loop else None
+            if state.fatal is not None and state.stop is not None:
+                state.stop.set_result(state.fatal)
+        return state
+
+    def fatal(self, model: Any) -> str | None:
+        """Why ``model`` cannot be used any more (None while it can)."""
+        state = self._models.get(id(model))
+        return state.fatal if state else None
+
+    @property
+    def halted(self) -> str | None:
+        """Why the run stopped sending (None while it sends)."""
+        return self._halted
+
+    def halt(self, reason: str, abandon: bool = True) -> None:
+        """Stop sending anything, for every model; with ``abandon`` (a time limit) requests in flight are
+        abandoned too, without (the budget: they are paid for already) they may finish."""
+        if self._halted is None:
+            self._halted = reason
+            self.log(f"stopped: {reason}")
+        if abandon and self._halt is not None and not self._halt.done():
+            self._halt.set_result(reason)
+
+    def _trip(self, state: _ModelState, reason: str) -> None:
+        if state.fatal is None:
+            state.fatal = reason
+        if state.stop is not None and not state.stop.done():
+            state.stop.set_result(reason)
+        if state.timer is not None:
+            state.timer.cancel()
+
+    def _first_answer_missing(self, model: Any, state: _ModelState, window: float) -> None:
+        if not state.answered:
+            self._trip(state, f"its endpoint has not answered any request within {window:.0f} s of the first "
+                              "(a hung or unreachable endpoint: connect_timeout + timeout + 20 s); stopped sending")
+
+    def _failed(self, state: _ModelState, message: str) -> Failed:
         """Count a request that failed for good; trip the breaker so a dead endpoint costs minutes, not hours."""
-        streak = self._failing[id(model)] = self._failing.get(id(model), 0) + 1
-        if streak >= self.breaker and id(model) not in self._fatal:
-            self._fatal[id(model)] = (f"{streak} requests in a row failed after their retries; stopped sending "
-                                       f"(last: {message})")
+        state.failing += 1
+        limit = self.breaker if state.succeeded else self.cold_breaker
+        if state.failing >= limit:
+            self._trip(state, f"{state.failing} requests in a row failed after their retries"
+                              + ("" if state.succeeded else " and none has succeeded")
+                              + f"; stopped sending (last: {message})")
         return Failed(message)
 
     def _rng(self) -> random.Random:
@@ -110,6 +285,144 @@ class Dispatcher:
             return self.policy
         return RetryPolicy(int(retries), self.policy.base_delay, self.policy.max_delay, self.policy.max_retry_after)
 
+    # -- one request -----------------------------------------------------------------------------------------
+
+    def _check_open(self, state: _ModelState) -> None:
+        if state.fatal is not None:
+            raise FatalError(state.fatal)
+        if self._halted is not None:
+            raise Halted(self._halted)
+
+    async def _attempt(self, model: Any, state: _ModelState, call: Callable[[], Awaitable[T]]) -> T:
+        """One call, abandoned as soon as the model or the run is stopped."""
+        if not state.started:
+            state.started = True
+            window = getattr(model, "first_answer_timeout", None)
+            if window:
+                state.timer = self._loop.call_later(window, self._first_answer_missing, model, state, window)
+        task = asyncio.ensure_future(call())
+        stops = [f for f in (state.stop, self._halt) if f is not None]
+        try:
+            await asyncio.wait([task, *stops], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task.done():
+            return task.result()
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # nothing left unretrieved
+        self._check_open(state)
+        raise AssertionError("an attempt ended without an answer or a stop")  # pragma: no cover
+
+    async def _attempts(self, model: Any, call: Callable[[], Awaitable[T]], usage: Usage, rng: random.Random,
+                        estimate: float = 0.0, cost: Callable[[Any], float | None] = lambda v: None) -> T:
+        """One request with retries; raises :class:`Failed`, :class:`FatalError` or :class:`Halted`."""
+        self._bind()
+        state = self._state(model)
+        retry = 0
+        policy = self._policy(model)
+        while True:
+            self._check_open(state)
+            reserved = self.budget.scaled(estimate) if self.budget is not None else 0.0
+            if self.budget is not None and not self.budget.reserve(reserved):
+                self.halt(self.budget.stopped or "the run budget would be passed", abandon=False)
+                raise Halted(self._halted)
+            usage.attempts += 1
+            try:
+                value = await self._attempt(model, state, call)
+            except BaseException as exc:
+                if self.budget is not None:
+                    self.budget.release(reserved)
+                if not isinstance(exc, NoAnswer) and isinstance(exc, (TransientError, RequestError, FatalError)):
+                    state.answered = True
+                if isinstance(exc, (Halted, asyncio.CancelledError)):
+                    raise
+                if isinstance(exc, FatalError):
+                    self._trip(state, str(exc))
+                    raise FatalError(state.fatal) from None
+                if isinstance(exc, RequestError):
+                    usage.failures += 1
+                    raise self._failed(state, str(exc)) from None
+                if not isinstance(exc, TransientError):
+                    raise
+                if isinstance(exc, NoAnswer) and exc.connection_failed:
+                    if state.unconnected == 0:
+                        state.unconnected_since = time.monotonic()
+                    state.unconnected += 1
+                    # a streak, not a wave: the first requests sent at once all fail together against a server
+                    # that is still starting, so the breaker also waits until the failures span some seconds
+                    lasted = time.monotonic() - state.unconnected_since >= self.cold_span
+                    if not state.succeeded and state.unconnected >= self.cold_breaker and lasted:
+                        usage.failures += 1
+                        self._trip(state, f"{state.unconnected} attempts in a row could not connect and no request "
+                                          f"has succeeded; stopped sending (last: {exc})")
+                        raise FatalError(state.fatal) from None
+                if retry >= policy.max_retries:
+                    usage.failures += 1
+                    raise self._failed(state, f"{exc} (gave up after {retry} retries)") from None
+                if exc.retry_after is not None and exc.retry_after > policy.max_retry_after:
+                    usage.failures += 1
+                    raise self._failed(state, f"{exc}; the server asks to wait {exc.retry_after:.0f} s, more than "
+                                              f"the {policy.max_retry_after:.0f} s gate waits") from None
+                delay = policy.delay(retry, exc.retry_after, rng)
+                retry += 1
+                usage.retries += 1
+                await self._sleep(state, delay)
+                continue
+            state.succeeded = state.answered = True
+            state.failing = state.unconnected = 0
+            if state.timer is not None:
+                state.timer.cancel()
+            if self.budget is not None:
+                self.budget.settle(reserved, cost(value), estimate)
+            return value
+
+    async def _sleep(self, state: _ModelState, delay: float) -> None:
+        """A back-off that ends early when the model or the run is stopped."""
+        stops = [f for f in (state.stop, self._halt) if f is not None]
+        if stops:
+            await asyncio.wait(stops, timeout=delay)
+        else:
+            await asyncio.sleep(delay)
+
+    # -- batches ---------------------------------------------------------------------------------------------
+
+    def chat_job(self, model: Generator, requests: Sequence[ChatRequest], *, label: str) -> Job[ChatResponse]:
+        """A job answering ``requests`` (from the cache where possible), for a scheduler to send."""
+        pricing = model.pricing
+        identity = model.identity()
+        return self._job(model, [r.key(identity) for r in requests], ChatResponse.from_json,
+                         lambda i: model.chat(requests[i]), lambda r: (r.prompt_tokens or 0, r.completion_tokens or 0),
+                         label, estimate=lambda i: chat_estimate(requests[i], pricing),
+                         cost=lambda r: None if pricing is None else pricing.cost(r.prompt_tokens, r.completion_tokens),
+                         spend=lambda fresh: None if pricing is None else sum(
+                             pricing.cost(r.prompt_tokens, r.completion_tokens) for r in fresh))
+
+    def logprobs_job(self, model: Generator, texts: Sequence[str], *, label: str) -> Job[PromptLogprobs]:
+        pricing = model.pricing
+        identity = model.identity()
+        job = self._job(model, [ResponseCache.key("prompt_logprobs", identity, t) for t in texts],
+                        PromptLogprobs.from_json, lambda i: model.prompt_logprobs(texts[i]),
+                        lambda v: (len(v.logprobs) + 1, 0), label,
+                        estimate=lambda i: 0.0 if pricing is None else pricing.cost(
+                            -(-len(texts[i]) // CHARS_PER_TOKEN), 0),
+                        cost=lambda v: None if pricing is None else pricing.cost(len(v.logprobs) + 1, 0))
+        job.spend = lambda fresh: None if pricing is None else pricing.cost(job.usage.prompt_tokens, 0)
+        return job
+
+    async def chat(self, model: Generator, requests: Sequence[ChatRequest], *, concurrency: int, label: str
+                   ) -> tuple[list[ChatResponse], Usage]:
+        """Every request answered (from the cache where possible), in order, or :class:`EvaluationError`."""
+        job = self.chat_job(model, requests, label=label)
+        await self.drain(job, concurrency_limit(model, concurrency))
+        return job.finish()  # raises after the spend is known: it is reported
+
+    async def prompt_logprobs(self, model: Generator, texts: Sequence[str], *, concurrency: int, label: str
+                              ) -> tuple[list[PromptLogprobs], Usage]:
+        job = self.logprobs_job(model, texts, label=label)
+        await self.drain(job, concurrency_limit(model, concurrency))
+        return job.finish()
+
     async def run_calls(self, model: Any, calls: Sequence[Callable[[], Awaitable[T]]], *, concurrency: int,
                         label: str) -> list[T]:
         """Uncached calls (e.g. embedding batches) with the same retries and limits; all succeed or raise."""
@@ -120,74 +433,18 @@ class Dispatcher:
             usage.requests += 1
             results[i] = value
 
-        errors = await self._run(model, list(range(len(calls))), concurrency_limit(model, concurrency), label, usage,
-                                 lambda i: calls[i](), store)
-        self._raise(model, errors, len(calls), label, usage)
+        job: Job[T] = Job(self, model, label, [str(i) for i in range(len(calls))], results, list(range(len(calls))),
+                          usage, lambda i: calls[i](), store, lambda i: 0.0, lambda v: None)
+        await self.drain(job, concurrency_limit(model, concurrency))
+        self._raise(model, job.errors, len(calls), label, usage)
         return results
 
-    async def _attempts(self, model: Any, call: Callable[[], Awaitable[T]], usage: Usage, rng: random.Random
-                        ) -> T:
-        """One request with retries; raises :class:`Failed` or :class:`FatalError`."""
-        retry = 0
-        policy = self._policy(model)
-        while True:
-            if id(model) in self._fatal:
-                raise FatalError(self._fatal[id(model)])
-            usage.attempts += 1
-            try:
-                value = await call()
-                self._failing[id(model)] = 0
-                return value
-            except FatalError as exc:
-                self._fatal.setdefault(id(model), str(exc))
-                raise
-            except RequestError as exc:
-                usage.failures += 1
-                raise self._failed(model, str(exc)) from None
-            except TransientError as exc:
-                if retry >= policy.max_retries:
-                    usage.failures += 1
-                    raise self._failed(model, f"{exc} (gave up after {retry} retries)") from None
-                if exc.retry_after is not None and exc.retry_after > policy.max_retry_after:
-                    usage.failures += 1
-                    raise self._failed(model, f"{exc}; the server asks to wait {exc.retry_after:.0f} s, more than the "
-                                 f"{policy.max_retry_after:.0f} s gate waits") from None
-                delay = policy.delay(retry, exc.retry_after, rng)
-                retry += 1
-                usage.retries += 1
-                await asyncio.sleep(delay)
-
-    async def chat(self, model: Generator, requests: Sequence[ChatRequest], *, concurrency: int, label: str
-                   ) -> tuple[list[ChatResponse], Usage]:
-        """Every request answered (from the cache where possible), in order, or :class:`EvaluationError`."""
+    def _job(self, model: Any, keys: list[str], parse: Callable[[dict], T], call: Callable[[int], Awaitable[T]],
+             tokens: Callable[[T], tuple[int, int]], label: str, *, estimate: Callable[[int], float],
+             cost: Callable[[Any], float | None], spend: Callable[[list[Any]], float | None] = lambda f: None
+             ) -> Job[T]:
+        """Answers for ``keys`` from the response cache; the rest are the job's ``todo``, stored as they come."""
         usage = Usage()
-        identity = model.identity()
-        results, fresh, errors = await self._cached(
-            model, [r.key(identity) for r in requests], ChatResponse.from_json, lambda i: model.chat(requests[i]),
-            lambda r: (r.prompt_tokens or 0, r.completion_tokens or 0), concurrency, label, usage)
-        usage.spent_usd = None if model.pricing is None else sum(
-            model.pricing.cost(r.prompt_tokens, r.completion_tokens) for r in fresh)
-        self._raise(model, errors, len(requests), label, usage)  # after the spend is known: it is reported
-        return results, usage
-
-    async def prompt_logprobs(self, model: Generator, texts: Sequence[str], *, concurrency: int, label: str
-                              ) -> tuple[list[PromptLogprobs], Usage]:
-        usage = Usage()
-        identity = model.identity()
-        results, _, errors = await self._cached(
-            model, [ResponseCache.key("prompt_logprobs", identity, t) for t in texts], PromptLogprobs.from_json,
-            lambda i: model.prompt_logprobs(texts[i]), lambda v: (len(v.logprobs) + 1, 0), concurrency, label,
-            usage)
-        usage.spent_usd = None if model.pricing is None else model.pricing.cost(usage.prompt_tokens, 0)
-        self._raise(model, errors, len(texts), label, usage)
-        return results, usage
-
-    async def _cached(self, model: Any, keys: list[str], parse: Callable[[dict], T],
-                      call: Callable[[int], Awaitable[T]], tokens: Callable[[T], tuple[int, int]],
-                      concurrency: int, label: str, usage: Usage) -> tuple[list[T], list[T], list[str]]:
-        """Answers for ``keys`` from the response cache, the rest from ``call(i)`` (stored as they come).
-
-        Returns every answer in order (those that failed left out), the fresh ones, and the errors."""
         results: list[T | None] = [None] * len(keys)
         todo: list[int] = []
         for i, key in enumerate(keys):
@@ -209,51 +466,28 @@ class Dispatcher:
             if self.cache:
                 self.cache.put(keys[i], value.to_json())
 
-        errors = await self._run(model, todo, concurrency_limit(model, concurrency), label, usage, call, store)
-        fresh = [results[i] for i in todo if results[i] is not None]
-        return [r for r in results if r is not None], fresh, errors
+        return Job(self, model, label, keys, results, todo, usage, call, store, estimate, cost, spend)
 
-    async def _run(self, model: Generator, todo: list[int], limit: int, label: str, usage: Usage,
-                   call: Callable[[int], Awaitable[Any]], store: Callable[[int, Any], None]) -> list[str]:
-        """Run ``call(i)`` for every index with at most ``limit`` in flight; progress on long work."""
-        if not todo:
-            return []
+    async def drain(self, job: Job, limit: int) -> None:
+        """Send every request of ``job`` with at most ``limit`` in flight."""
+        if not job.todo:
+            return
         semaphore = asyncio.Semaphore(limit)
-        errors: list[str] = []
-        unsupported: list[str] = []
-        done = 0
-        started = last = time.monotonic()
-        rng = self._rng()
 
         async def one(i: int) -> None:
-            nonlocal done, last
             async with semaphore:
-                if unsupported:
-                    return
-                try:
-                    value = await self._attempts(model, lambda: call(i), usage, rng)
-                except (Failed, FatalError) as exc:
-                    errors.append(str(exc))
-                    return
-                except Unsupported as exc:  # the capability is missing: asking again cannot help
-                    unsupported.append(str(exc))
-                    errors.append(str(exc))
-                    return
-            store(i, value)
-            done += 1
-            now = time.monotonic()
-            if now - last >= 10 or done == len(todo):
-                last = now
-                self.log(f"  {label}: {done}/{len(todo)} requests done in {now - started:.1f} s"
-                         f" ({usage.retries} retries, {usage.failures} failed)")
+                await job.send(i)
 
-        await asyncio.gather(*(one(i) for i in todo))
-        return errors
+        await asyncio.gather(*(one(i) for i in job.todo))
 
-    def _raise(self, model: Generator, errors: list[str], total: int, label: str, usage: Usage) -> None:
+    def _raise(self, model: Any, errors: list[str], total: int, label: str, usage: Usage) -> None:
         error = None
-        if id(model) in self._fatal:
-            error = EvaluationError(f"{label}: model {model.spec} cannot be used: {self._fatal[id(model)]}")
+        fatal = self.fatal(model)
+        if fatal is not None:
+            error = EvaluationError(f"{label}: model {model.spec} cannot be used: {fatal}")
+        elif errors and self._halted is not None:
+            error = EvaluationError(f"{label}: {len(errors)} of {total} requests to {model.spec} were not "
+                                    f"completed: {self._halted}")
         elif errors:
             error = EvaluationError(f"{label}: {len(errors)} of {total} requests to {model.spec} failed "
                                     f"({usage.retries} retries spent); first failure: {errors[0]}")

@@ -538,6 +538,17 @@ def _declared_keys(schema: Any, instance: dict) -> set[str]:
     return keys
 
 
+#: words a user may write for an enum value (a task type above all), and the value they mean
+_ALIASES = {
+    "similarity": "sts", "semantic_similarity": "sts", "sentence_similarity": "sts", "stsb": "sts",
+    "search": "retrieval", "ir": "retrieval", "information_retrieval": "retrieval", "ranking": "retrieval",
+    "classify": "classification", "classifier": "classification", "cluster": "clustering",
+    "generate": "generation", "generative": "generation", "chat": "generation", "completion": "generation",
+    "judge": "pairwise", "llm_judge": "pairwise", "triplets": "pairs", "triplet": "pairs", "pair": "pairs",
+    "ppl": "perplexity", "overfitting": "holdout",
+}
+
+
 def _explain(error: jsonschema.ValidationError, schema_name: str) -> list[tuple[str, str]]:
     """(pointer, message) pairs in words a user acts on."""
     ptr = pointer_of(error.absolute_path)
@@ -574,11 +585,15 @@ def _explain(error: jsonschema.ValidationError, schema_name: str) -> list[tuple[
         return [(ptr, f"expected {expected}, got {_describe(error.instance)}")]
     if v == "enum":
         options = ", ".join(json.dumps(o) for o in error.validator_value)
-        hint = ""
         if isinstance(error.instance, str):
-            close = difflib.get_close_matches(error.instance, [str(o) for o in error.validator_value], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-        return [(ptr, f"expected one of {options}, got {_describe(error.instance)}{hint}")]
+            names = [str(o) for o in error.validator_value]
+            close = difflib.get_close_matches(error.instance, names, n=1)
+            alias = _ALIASES.get(error.instance.strip().lower().replace("-", "_"))
+            close = [alias] if alias in names else close
+            if close:  # the most useful part first: what it probably means, then every allowed value
+                got = _describe(error.instance)
+                return [(ptr, f"got {got}; did you mean {close[0]!r}? (expected one of {options})")]
+        return [(ptr, f"expected one of {options}, got {_describe(error.instance)}")]
     if v == "const":
         return [(ptr, f"expected {json.dumps(error.validator_value)}, got {_describe(error.instance)}")]
     if v == "pattern":
@@ -636,8 +651,37 @@ def schema_problems(doc: Document, schema_name: str) -> list[BadInput]:
             problems.append((line_col, ptr, msg))
     if errors and not problems:  # never let an invalid document through for want of a nice message
         problems = [((0, 0), pointer_of(e.absolute_path), e.message) for e in errors]
+    problems = _root_causes(problems)
     problems.sort(key=lambda p: (p[0], p[1]))
     return [doc.error(ptr, msg) for _, ptr, msg in problems]
+
+
+_TYPO = re.compile(r"unknown key .*; did you mean '(?P<key>[^']+)'\?\Z")
+
+
+def _root_causes(problems: list[tuple[tuple, str, str]]) -> list[tuple[tuple, str, str]]:
+    """The problems less those that only follow from another (one root cause, one message):
+
+    - a misspelled key with a did-you-mean (``min_detla``) leaves its object without the key it meant: the
+      object's own complaints naming that key ("expected exactly one of the keys 'min', ..., 'min_delta'",
+      "'relative' applies only to 'min_delta' or 'max_drop'") go, the did-you-mean stays;
+    - an unknown ``type`` (``type: similarity``) makes every field of its object look foreign: "key 'data'
+      is not allowed here" and the like go, the type's own message stays."""
+    meant: dict[str, set[str]] = {}
+    for _, ptr, msg in problems:
+        found = _TYPO.search(msg)
+        if found:
+            meant.setdefault(ptr.rsplit("/", 1)[0], set()).add(found["key"])
+    bad_type = {ptr.rsplit("/", 1)[0] for _, ptr, msg in problems
+                if ptr.endswith("/type") and "expected one of" in msg}
+
+    def follows(ptr: str, msg: str) -> bool:
+        if ptr in meant and any(f"'{key}'" in msg for key in meant[ptr]):
+            return True
+        parent = ptr.rsplit("/", 1)[0]
+        return parent in bad_type and "is not allowed here" in msg or ptr in bad_type and "missing required" in msg
+
+    return [p for p in problems if not follows(p[1], p[2])]
 
 
 def validate(doc: Document, schema_name: str) -> None:

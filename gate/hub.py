@@ -253,6 +253,17 @@ class Resolver:
         return done if isinstance(done, Snapshot) else None
 
 
+def check_snapshot(spec: "ModelSpec", resolver: "Resolver | None", where: str,
+                   check_contents: Callable[[Path, str, str, Path | None], None]) -> None:
+    """A provider's checks of a Hub model: with a ``resolver``, download it (or find it in the cache) and hold
+    the snapshot to ``check_contents``, the provider's checks of a local folder; without one (``gate
+    validate``, ``--dry-run``) nothing is downloaded and the reference's form is all there is to check."""
+    snapshot = resolver(spec) if resolver is not None else None
+    if snapshot is not None:
+        check_contents(snapshot.path, where, f"{snapshot.ref.repo_id} at commit {snapshot.commit[:12]}",
+                       snapshot.blobs)
+
+
 def snapshot_of(spec: "ModelSpec", cache_dir: Path | None = None) -> Snapshot:
     """The snapshot a loader loads: the one this process resolved (its failure raised again), or, for a
     loader called without the checks before it, resolved now (into ``cache_dir/hub``)."""

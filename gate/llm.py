@@ -3,7 +3,7 @@
 Every generative provider (an OpenAI-compatible endpoint, a local transformers
 checkpoint) speaks this protocol, so tasks, the response cache and the dispatcher
 never know which one they talk to. A provider *classifies* its failures into the
-four exceptions below; the dispatcher alone decides what to retry, so the retry
+exceptions below; the dispatcher alone decides what to retry, so the retry
 policy (and its counting) exists exactly once.
 """
 
@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 #: bumped when what a cached response holds changes; older entries are then simply not found
 CACHE_FORMAT = 1
+#: rough characters per token, for estimates only (the dry run, the run budget); real counts come from the model
+CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,16 @@ class TransientError(Exception):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NoAnswer(TransientError):
+    """No HTTP answer at all: the request timed out, or no connection could be made (``connection_failed``:
+    refused, reset, unreachable, a connect timeout). Worth retrying, and what the dispatcher's breaker
+    counts while a model has not answered yet (a dead or hung endpoint)."""
+
+    def __init__(self, message: str, connection_failed: bool = False):
+        super().__init__(message)
+        self.connection_failed = connection_failed
 
 
 class RequestError(Exception):

@@ -20,10 +20,12 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
                     cache: Path | None = None, seed: int = 0, log: Callable[[str], None] = lambda m: None,
                     show_progress: bool = False, resamples: int | None = None,
                     shard: tuple[int, int] | None = None, trust: dict[str, Any] | None = None,
-                    warn: Callable[[str], None] | None = None, run_url: str | None = None) -> Outcome:
+                    warn: Callable[[str], None] | None = None, run_url: str | None = None,
+                    max_cost: float | None = None) -> Outcome:
     """Run the suite, apply the thresholds, write results.json / report.md / examples.jsonl into ``out``.
 
-    The thresholds are read first, so a bad file is bad input before any model loads. A cache folder
+    The thresholds are read first, so a bad file, or a rule that selects no metric the suite declares
+    (:mod:`gate.catalogue`), is bad input before any model loads. A cache folder
     that came with the checked-out files is not used (:func:`gate.trust.cache_refusal`); ``warn`` says
     so (default: ``log``). ``trust`` is what the run was judged with (:mod:`gate.trust`), for the report."""
     from gate.cache import EmbeddingCache, ResponseCache
@@ -37,6 +39,10 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     rules = load_thresholds(thresholds) if thresholds else None
     if rules is None:
         log("no thresholds given: metrics are reported but no rule is checked")
+    elif shard is None:
+        from gate.catalogue import check_rules_on_suite
+
+        check_rules_on_suite(rules, suite)  # a rule that can select nothing is bad input before any model loads
     if cache is not None:
         from gate.trust import cache_refusal
 
@@ -51,7 +57,7 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
                            model_cache_dir=cache, log=log, show_progress=show_progress,
                            thresholds_sha256=file_sha256(thresholds) if thresholds else None,
                            resamples=resamples or DEFAULT_RESAMPLES, shard=shard,
-                           maps_dir=Path(out) / "maps" if shard is None else None)
+                           maps_dir=Path(out) / "maps" if shard is None else None, max_cost=max_cost)
     finally:
         for opened in (store, responses):
             if opened:
@@ -63,6 +69,10 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     for key, value in (("trust", trust), ("run_url", run_url)):
         if value:
             output.results[key] = value
+    from gate.results import mark_same_model
+
+    pairs = [suite.resolved_models(task, overrides) for task in suite.tasks]
+    mark_same_model(output.results, [(pair["baseline"], pair["candidate"]) for pair in pairs])
     report = render(output.results, examples=output.examples)
     paths = write_outputs(out, output.results, report, output.examples)
     return Outcome(output.results, report, paths)

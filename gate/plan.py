@@ -6,6 +6,9 @@ ceiling), so the cost shown is an upper-bound guess at the declared prices. With
 ``--cache``, requests whose responses are already cached are counted as such:
 they would not be sent, and cost nothing. A judge's requests depend on the answers,
 so whether they are cached cannot be told in advance ("-").
+
+The same estimate is what the run budget is checked against (:mod:`gate.budget`): ``gate run``
+computes it with :func:`plan_tasks` from the tasks it has read, before it sends anything.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from pathlib import Path
 
 from gate.cache import ResponseCache
 from gate.suite import ModelSpec, Suite
-from gate.tasks.generative import CHARS_PER_TOKEN, Planned
+from gate.llm import CHARS_PER_TOKEN
+from gate.tasks.generative import Planned
 
 
 @dataclass
@@ -40,46 +44,65 @@ def _pricing(spec: ModelSpec):
 def plan_suite(suite: Suite, overrides: dict[str, ModelSpec] | None, seed: int | None,
                cache_dir: Path | None = None) -> list[ModelPlan]:
     """Per model, what the run would send. Reads every data file (bad input surfaces here too)."""
-    from gate.runner import _kind, prepare
+    from gate.runner import prepare
 
     task_models, tasks = prepare(suite, overrides)
     responses = None
     if cache_dir is not None and (cache_dir / ResponseCache.FILE).exists():
         responses = ResponseCache(cache_dir)
-    plans: dict[tuple, ModelPlan] = {}
-    identities: dict[tuple, str | None] = {}
     try:
-        for task in tasks:
-            name = task.data.spec.name
-            pair = task_models[name]
-            if _kind(task) == "generative":
-                items: list[Planned] = task.plan(pair, seed)
-            else:
-                texts = list(dict.fromkeys(task.texts()))
-                tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in texts)
-                items = [Planned(pair[role], role, _embedding_requests(pair[role], len(texts)), tokens, 0)
-                         for role in pair]
-            for item in items:
-                spec = item.spec
-                plan = plans.setdefault(spec.key, ModelPlan(spec.spec, spec.provider))
-                plan.requests += item.requests
-                plan.prompt_tokens += item.prompt_tokens
-                plan.completion_tokens += item.completion_tokens
-                plan.tasks.append(f"{name} ({item.role})")
-                plan.roles.add(item.role)
-                if spec.key not in identities:
-                    identities[spec.key] = _identity(spec, cache_dir) if responses else None
-                if item.chat_requests is None and item.logprob_texts is None and item.role != "judge":
-                    hits: int | None = 0 if responses is None else None  # embeddings: not response-cached
-                else:
-                    hits = _cached(item, identities[spec.key], responses)
-                plan.cached = None if hits is None or plan.cached is None else plan.cached + hits
-                cost = _cost(item, hits)
-                plan.cost_usd = None if cost is None or plan.cost_usd is None else plan.cost_usd + cost
+        return plan_tasks(task_models, tasks, seed, responses, cache_dir)
     finally:
         if responses:
             responses.close()
+
+
+def plan_tasks(task_models: dict[str, dict[str, ModelSpec]], tasks: list, seed: int | None,
+               responses: ResponseCache | None, cache_dir: Path | None = None) -> list[ModelPlan]:
+    """Per model, what ``tasks`` (already read) would send; ``responses`` tells which answers are cached."""
+    from gate.runner import _kind
+
+    plans: dict[tuple, ModelPlan] = {}
+    identities: dict[tuple, str | None] = {}
+    for task in tasks:
+        name = task.data.spec.name
+        pair = task_models[name]
+        if _kind(task) == "generative":
+            items: list[Planned] = task.plan(pair, seed)
+        else:
+            texts = list(dict.fromkeys(task.texts()))
+            tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in texts)
+            items = [Planned(pair[role], role, _embedding_requests(pair[role], len(texts)), tokens, 0)
+                     for role in pair]
+        for item in items:
+            spec = item.spec
+            plan = plans.setdefault(spec.key, ModelPlan(spec.spec, spec.provider))
+            plan.requests += item.requests
+            plan.prompt_tokens += item.prompt_tokens
+            plan.completion_tokens += item.completion_tokens
+            plan.tasks.append(f"{name} ({item.role})")
+            plan.roles.add(item.role)
+            if spec.key not in identities:
+                identities[spec.key] = _identity(spec, cache_dir) if responses else None
+            if item.chat_requests is None and item.logprob_texts is None and item.role != "judge":
+                hits: int | None = 0 if responses is None else None  # embeddings: not response-cached
+            else:
+                hits = _cached(item, identities[spec.key], responses)
+            plan.cached = None if hits is None or plan.cached is None else plan.cached + hits
+            cost = _cost(item, hits)
+            plan.cost_usd = None if cost is None or plan.cost_usd is None else plan.cost_usd + cost
     return list(plans.values())
+
+
+def total_cost(plans: list[ModelPlan]) -> float | None:
+    """The estimated cost of everything the plans send; None when a model's price is unknown."""
+    costs = [p.cost_usd for p in plans]
+    return None if any(c is None for c in costs) else float(sum(costs))  # type: ignore[arg-type]
+
+
+def unpriced(plans: list[ModelPlan]) -> list[str]:
+    """The models whose requests have no known price (no ``pricing`` declared)."""
+    return [p.spec for p in plans if p.cost_usd is None]
 
 
 def _identity(spec: ModelSpec, cache_dir: Path | None) -> str | None:
@@ -129,7 +152,7 @@ def _embedding_requests(spec: ModelSpec, texts: int) -> int:
     return -(-texts // batch)
 
 
-def format_plan(plans: list[ModelPlan]) -> str:
+def format_plan(plans: list[ModelPlan], budget: tuple[float, str] | None = None) -> str:
     lines = ["dry run: nothing was sent to any model", ""]
     header = f"{'model':<48} {'requests':>9} {'cached':>7} {'~prompt tok':>12} {'≤compl. tok':>12} {'~cost USD':>10}"
     lines += [header, "-" * len(header)]
@@ -147,5 +170,10 @@ def format_plan(plans: list[ModelPlan]) -> str:
     lines.append("")
     lines.append("estimated total cost: " + ("unknown (a model has no 'pricing' in the suite)" if total is None
                                              else f"${total:.4f} (upper bound at the declared prices)"))
+    if budget is not None:
+        limit, source = budget
+        fits = total is not None and total <= limit
+        lines.append(f"run budget: ${limit:.4f} ({source}): " + (
+            "the estimate fits" if fits else "`gate run` would stop with exit 2 before sending anything"))
     lines.append("local models count texts/requests and cost 0 unless the suite declares their pricing.")
     return "\n".join(lines)

@@ -40,6 +40,34 @@ def example_line(row: dict[str, Any]) -> str:
     return redact(json.dumps(_clean(row), ensure_ascii=False, allow_nan=False)) + "\n"
 
 
+
+
+def _output_options(spec: Any) -> dict[str, Any]:
+    from gate.suite import FETCH_OPTIONS
+
+    return {k: v for k, v in spec.options if k not in FETCH_OPTIONS}
+
+
+def mark_same_model(results: dict[str, Any], pairs: Iterable[tuple[Any, Any]]) -> bool:
+    """Record in ``results`` whether the candidate is the baseline itself: for every task, the two models
+    (``pairs``: the (baseline, candidate) :class:`~gate.suite.ModelSpec` of each task) have the same provider and
+    output options, and results.json records the same fingerprint for both. Then every difference is noise and
+    every rule that requires an improvement fails for that reason: the report and the terminal say so first.
+    Sets ``models.candidate.same_as_baseline: true`` (left out otherwise); returns whether it did."""
+    models = results.get("models") or {}
+    tasks = results.get("tasks") or {}
+    records = [(tasks.get(name, {}).get("models") or models) for name in tasks] or [models]
+    pairs = list(pairs)
+    same = bool(pairs) and all(b.provider == c.provider and _output_options(b) == _output_options(c)
+                               for b, c in pairs)
+    for record in records:
+        fingerprints = [(record.get(role) or {}).get("fingerprint") for role in ("baseline", "candidate")]
+        same = same and fingerprints[0] is not None and fingerprints[0] == fingerprints[1]
+    if same and isinstance(models.get("candidate"), dict):
+        models["candidate"]["same_as_baseline"] = True
+    return same
+
+
 def write_outputs(out_dir: str | Path, results: dict[str, Any], report: str,
                   examples: Iterable[dict[str, Any]] | None = None) -> dict[str, Path]:
     """Write results.json, report.md and (when given) examples.jsonl; return their paths."""
@@ -110,10 +138,73 @@ def read_examples(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
+#: what each kind of gate file is, for a message about the wrong one given where a results.json is expected
+KINDS = {
+    "report": "a report (report.md)",
+    "markdown": "a Markdown file",
+    "suite": "a suite file",
+    "thresholds": "a thresholds file",
+    "examples": "an examples.jsonl (per-example outputs)",
+    "shard": "a shard's shard.json (combine the shards with `gate merge`, then pass its results.json)",
+}
+RESULTS_HINT = "written by `gate run`, e.g. gate-out/results.json"
+
+
+def kind_of_data(data: Any) -> str | None:
+    """Which gate file ``data`` (a parsed document) is, by its keys: results, suite, thresholds or shard."""
+    if not isinstance(data, dict):
+        return None
+    if data.get("format") == "gate-shard-v1":
+        return "shard"
+    if "schema_version" in data or ("verdict" in data and "metrics" in data):
+        return "results"
+    if "rules" in data:
+        return "thresholds"
+    if "tasks" in data:
+        return "suite"
+    return None
+
+
+def kind_of_file(path: Path) -> str | None:
+    """Which gate file ``path`` is (``report``, ``examples``, ``results``, ``suite``, ``thresholds``, ``shard``),
+    or None when it is none of them or cannot be read."""
+    from gate.documents import read_bytes
+
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return "examples"
+    try:
+        head = read_bytes(path, "file", limit="document")[:200].decode("utf-8", "replace")
+    except BadInput:
+        return None
+    if head.lstrip().startswith("<!-- gate-report"):
+        return "report"
+    if suffix in (".md", ".markdown"):
+        return "markdown"
+    try:
+        return kind_of_data(load_document(path).data)
+    except BadInput:
+        return None
+
+
+def not_results(path: Path, kind: str | None, expected: str = "a results.json",
+                hint: str | None = RESULTS_HINT) -> BadInput:
+    """The message for a file that is not what a command reads: what it is, and what to pass instead."""
+    wanted = f"{expected} ({hint})" if hint else expected
+    if kind in KINDS:
+        return BadInput(f"this is {KINDS[kind]}, expected {wanted}", path)
+    return BadInput(f"expected {wanted}", path)
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read and validate a results.json (bad input raises, exit 2)."""
-    doc = load_document(Path(path), "results file")
-    if Path(path).suffix.lower() != ".json":
-        raise BadInput("expected a results.json file", path)
+    """Read and validate a results.json (bad input raises, exit 2). Another gate file (a suite, thresholds,
+    a report.md, examples.jsonl, a shard) is named as what it is, before any parse error or schema complaint."""
+    path = Path(path)
+    if path.suffix.lower() != ".json" and path.is_file():
+        raise not_results(path, kind_of_file(path))
+    doc = load_document(path, "results file")
+    kind = kind_of_data(doc.data)
+    if kind != "results":
+        raise not_results(path, kind)
     validate(doc, "results")
     return doc.data

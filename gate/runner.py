@@ -2,11 +2,14 @@
 
 The order is chosen to fail fast and cheaply: model references, API-key variables
 and every data file are checked (bad input, exit 2) before any model is loaded or
-any request is sent. Embedding tasks encode every unique text once per model;
-generative tasks get their responses through one :class:`~gate.dispatch.Dispatcher`
-(response cache, bounded concurrency, retries). A model that fails to load, encode
-or answer does not stop the run: its tasks get no values, the failure is recorded
-in ``errors`` and the verdict is ``error`` (exit 3), never ``pass``.
+any request is sent, and so is the run budget (``--max-cost``, the suite's
+``max_cost_usd``: an estimate above it is bad input). Each runtime has its own module:
+:mod:`gate.embedding_runtime` encodes every unique text once per model;
+:mod:`gate.generative_runtime` sends both models' requests on one interleaved
+schedule through a :class:`~gate.dispatch.Dispatcher` (response cache, bounded
+concurrency, retries, breakers, the run's time limit and budget). A model that fails
+to load, encode or answer does not stop the run: its tasks get no values, the failure
+is recorded in ``errors`` and the verdict is ``error`` (exit 3), never ``pass``.
 """
 
 from __future__ import annotations
@@ -14,86 +17,38 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 import gate
+from gate.budget import Budget, budget_limit, check_estimate
+from gate.catalogue import check_rules_on_tasks
 from gate.cache import EmbeddingCache, ResponseCache
 from gate.compare import CONFIDENCE, DEFAULT_RESAMPLES, compare_metric, unavailable
-from gate.dispatch import Dispatcher, RetryPolicy, Usage, concurrency_limit
-from gate.errors import BadInput, EvaluationError
+from gate.dispatch import Dispatcher, RetryPolicy
+from gate.embedding_runtime import EmbeddingTable, LoadedModel, embed_and_score, normalize
+from gate.errors import BadInput
+from gate.generative_runtime import GenerativeRuntime
 from gate.hub import Resolver
 from gate.hub import record as hub_record
-from gate.llm import ChatRequest, ChatResponse, Generator, Pricing, PromptLogprobs
-from gate.providers import CAPABILITIES, Embedder, GeneratorLoader, Loader, check_model, load_embedder, load_generator
+from gate.providers import CAPABILITIES, GeneratorLoader, Loader, check_model, load_embedder, load_generator
 from gate.suite import ROLES, ModelSpec, Suite
 from gate.tasks import Scores, Task, load_task
 from gate.tasks.generative import Outcome
 from gate.thresholds import Rule, Thresholds, judge
 
+# the names other modules and tests import from here
+__all__ = ["ROLES", "EmbeddingTable", "LoadedModel", "RunOutput", "TaskRun", "decide_run", "derive", "draw_maps",
+           "model_setup", "normalize", "prepare", "run_suite", "shard_bounds", "shard_tasks"]
+
 Log = Callable[[str], None]
-
-
-class EmbeddingTable:
-    """Normalized embeddings of unique texts, looked up by text.
-
-    ``texts`` is the unique texts in the matrix's row order, or already their index (text -> row):
-    a million-text corpus then needs no second dictionary."""
-
-    def __init__(self, texts: list[str] | dict[str, int], matrix: np.ndarray):
-        self.index = texts if isinstance(texts, dict) else {t: i for i, t in enumerate(texts)}
-        self.matrix = matrix
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        matrix, idx = self.rows(texts)
-        return matrix if idx is None else matrix[idx]
-
-    def rows(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(a view of the texts' rows, None)`` when they are one run of the matrix in order, else
-        ``(the whole matrix, their row indices)``: a caller that can gather (retrieval's top-k) then
-        never copies a big corpus."""
-        idx = np.fromiter((self.index[t] for t in texts), dtype=np.int64, count=len(texts))
-        if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
-            return self.matrix[idx[0]:idx[-1] + 1], None  # a view: no copy of a big corpus
-        return self.matrix, idx
-
-
-def normalize(matrix: np.ndarray, rows: int = 65536) -> np.ndarray:
-    """L2-normalize rows in place (zero rows stay zero), a block of rows at a time: no full-size temporary."""
-    for start in range(0, matrix.shape[0], rows):
-        block = matrix[start:start + rows]
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
-        np.divide(block, norms, out=block, where=norms > 0)
-    return matrix
-
-
-#: options that change how vectors are fetched, never the vectors themselves (kept out of the cache key)
-_NOT_IN_VECTORS = {"batch_size", "device", "timeout", "max_retries", "concurrency", "pricing", "api_key_env"}
-
-
-@dataclass
-class LoadedModel:
-    spec: ModelSpec
-    fingerprint: str | None = None
-    #: what else changes the vectors, as the embedder says (``float16`` on a GPU with ``dtype: auto``)
-    variant: str | None = None
-
-    @property
-    def output_options(self) -> dict[str, Any]:
-        """The options that change what the model returns (all but batch_size, device and the like)."""
-        return {k: v for k, v in self.spec.options if k not in _NOT_IN_VECTORS}
-
-    @property
-    def cache_key(self) -> str:
-        """Fingerprint, the options that change the vectors and the embedder's variant, for the cache."""
-        key = f"{self.spec.provider}|{self.fingerprint}|{json.dumps(self.output_options, sort_keys=True)}"
-        return f"{key}|{self.variant}" if self.variant else key
+#: the suite's top-level run time limit (seconds from the start of the run)
+DURATION_KEY = "max_duration_s"
 
 
 @dataclass
@@ -120,65 +75,6 @@ class RunOutput:
     map_points: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def _encode(spec: ModelSpec, embedder: Embedder, cache_key: str, texts: list[str], cache: EmbeddingCache | None,
-            log: Log, show_progress: bool) -> np.ndarray:
-    """Normalized embeddings of ``texts``: cached vectors where valid, the model for the rest.
-
-    One matrix is allocated, by the cache lookup or by the model: a big corpus costs about its
-    size (cached rows are written into it directly; when nothing is cached it is the model's output)."""
-    matrix, found = cache.lookup(cache_key, texts) if cache else (None, np.zeros(len(texts), dtype=bool))
-    missing = np.flatnonzero(~found)
-    if cache:
-        log(f"  cache: {int(found.sum())} of {len(texts)} texts found"
-            + (f", {cache.corrupt} corrupt entries ignored" if cache.corrupt else ""))
-    if len(missing):
-        start = time.perf_counter()
-        fresh = embedder.encode([texts[i] for i in missing], show_progress=show_progress)
-        took = time.perf_counter() - start
-        log(f"  encoded {len(missing):,} texts in {took:.1f} s ({len(missing) / max(took, 1e-9):,.0f}/s)")
-        if fresh.shape[0] != len(missing):
-            raise EvaluationError(f"model {spec.spec} returned {fresh.shape[0]} vectors for {len(missing)} texts")
-        # checked before the cache: a bad vector, or one of another size than the cached ones, is never stored
-        _check_vectors(spec, fresh, missing, texts)
-        if matrix is not None and (fresh.ndim != 2 or fresh.shape[1] != matrix.shape[1]):
-            raise EvaluationError(f"model {spec.spec} returned {fresh.shape[-1]}-dimensional vectors, and its "
-                                  f"cached ones have {matrix.shape[1]}")
-        if cache:
-            cache.put(cache_key, [texts[i] for i in missing], fresh)
-        if matrix is None:  # nothing was cached: the model's output is the matrix, in the same order
-            matrix = np.require(fresh, dtype=np.float32, requirements=["C", "W"])
-        else:
-            matrix[missing] = fresh
-        del fresh
-    if matrix is None:  # no texts at all
-        matrix = np.zeros((0, 0), dtype=np.float32)
-    if found.any():  # cached rows (from a file an older gate may have written): the fresh ones are checked
-        _check_vectors(spec, matrix, np.arange(len(texts)), texts)
-    return normalize(matrix)
-
-
-def _check_vectors(spec: ModelSpec, vectors: np.ndarray, positions: np.ndarray, texts: list[str],
-                   rows: int = 65536) -> None:
-    """NaN, infinite or all-zero vectors (row i is the text ``texts[positions[i]]``) are an evaluation error:
-    a cosine similarity of them is undefined, and a collapsed model must never look aligned. One pass, a
-    block of rows at a time (no full-size temporary)."""
-    finite, zero = True, []
-    for start in range(0, vectors.shape[0], rows):
-        block = vectors[start:start + rows]
-        finite = finite and bool(np.isfinite(block).all())
-        zero.append(np.flatnonzero(~block.any(axis=1)) + start)
-    if not finite:
-        raise EvaluationError(f"model {spec.spec} produced NaN or infinite embeddings")
-    zeros = np.concatenate(zero) if zero else np.zeros(0, dtype=np.int64)
-    if len(zeros):
-        raise EvaluationError(f"model {spec.spec} produced {len(zeros):,} all-zero embeddings (the first for "
-                              f"{_shown(texts[positions[zeros[0]]])}): cosine similarity is undefined for them")
-
-
-def _shown(text: str, limit: int = 60) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
 def _metric_value(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
@@ -190,25 +86,36 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
               responses: ResponseCache | None = None, model_cache_dir: Path | None = None,
               policy: RetryPolicy | None = None, log: Log = lambda msg: None, show_progress: bool = False,
               thresholds_sha256: str | None = None, resamples: int = DEFAULT_RESAMPLES,
-              shard: tuple[int, int] | None = None, maps_dir: Path | None = None) -> RunOutput:
+              shard: tuple[int, int] | None = None, maps_dir: Path | None = None, max_cost: float | None = None,
+              interleave: bool = True) -> RunOutput:
     """Evaluate the suite and decide. Bad input raises before any model loads; model failures are recorded.
 
     With ``shard=(i, n)`` only the i-th of n slices of every task's examples is evaluated (tasks that
     need all their examples at once run whole in shard 1) and the output's ``task_runs`` are what
-    ``gate merge`` combines; the results of a shard are not a verdict."""
+    ``gate merge`` combines; the results of a shard are not a verdict. ``max_cost`` is ``--max-cost``
+    (the smaller of it and the suite's ``max_cost_usd`` applies; a shard is held to it on its own).
+    ``interleave=False`` sends one model's requests after the other's (benchmarks compare the two)."""
+    started = time.monotonic()
+    limit, source = budget_limit(suite, max_cost)
     # Hub models are resolved and downloaded here, before any model loads (gate.hub)
-    task_models, tasks = prepare(suite, overrides, log, hub=Resolver(model_cache_dir, log))
+    def rules_fit(tasks: list[Task]) -> None:  # a misspelled metric fails here, not after the whole run
+        if shard is None:
+            check_rules_on_tasks(rules, tasks, suite.name)
+
+    task_models, tasks = prepare(suite, overrides, log, hub=Resolver(model_cache_dir, log), after_data=rules_fit)
     if shard is not None:
         tasks = shard_tasks(tasks, *shard, log)
+    budget = _budget(limit, source, task_models, tasks, seed, responses, model_cache_dir, log)
     models = _check_models(task_models, tasks)
-    errors, embedded, points = _embed_and_score(models, [t for t in tasks if _kind(t) == "embedding"], task_models,
-                                                loader, cache, log, show_progress,
-                                                maps=maps_dir is not None or shard is not None)
+    errors, embedded, points = embed_and_score(models, [t for t in tasks if _kind(t) == "embedding"], task_models,
+                                               loader, cache, log, show_progress,
+                                               maps=maps_dir is not None or shard is not None, budget=budget)
     generative = [t for t in tasks if _kind(t) == "generative"]
     outcomes: dict[str, Outcome] = {}
     if generative:
-        runtime = _GenRuntime(Dispatcher(cache=responses, policy=policy or RetryPolicy(), log=log, seed=seed or 0),
-                              generator_loader, model_cache_dir, seed, log)
+        dispatcher = Dispatcher(cache=responses, policy=policy or RetryPolicy(), log=log, seed=seed or 0,
+                                budget=budget, **_deadline(suite, started))
+        runtime = GenerativeRuntime(dispatcher, generator_loader, model_cache_dir, seed, log, interleave=interleave)
         outcomes = asyncio.run(runtime.run_all(generative, task_models))
         for task in generative:
             errors.extend(outcomes[task.data.spec.name].errors)
@@ -228,9 +135,44 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
     if shard is not None:
         return RunOutput({"suite": suite.name, "models": top_models, "errors": errors, "seed": seed,
                           "resamples": resamples}, [], task_runs, points)
+    if budget is not None and budget.spent > budget.limit + 1e-12:
+        # answers that cost more than their reservations (a tokenizer far from 4 characters a token): the money
+        # was spent, and a run over its budget is never a pass
+        errors.append(f"the run spent ${budget.spent:,.4f}, over its budget of ${budget.limit:,.4f} "
+                      f"({budget.source}): the answers cost more than estimated")
     results, examples = decide_run(suite.name, task_runs, top_models, errors, rules, seed, resamples,
                                    thresholds_sha256, log)
+    if budget is not None:
+        results["budget"] = budget.to_json()
+        log(f"run budget: ${budget.spent:,.4f} spent of ${budget.limit:,.4f}"
+            + (" (stopped sending)" if budget.stopped else ""))
     return RunOutput(results, examples, task_runs)
+
+
+def _budget(limit: float | None, source: str, task_models: dict[str, dict[str, ModelSpec]], tasks: list[Task],
+            seed: int | None, responses: ResponseCache | None, model_cache_dir: Path | None, log: Log
+            ) -> Budget | None:
+    """The run budget, once the dry run's estimate of ``tasks`` is known to fit it (bad input otherwise): checked
+    after every file is read, before any model loads or any request is sent."""
+    if limit is None:
+        return None
+    from gate.plan import plan_tasks, total_cost, unpriced
+
+    plans = plan_tasks(task_models, tasks, seed, responses, model_cache_dir)
+    estimate = total_cost(plans)
+    check_estimate(estimate, limit, source, unpriced(plans))
+    log(f"run budget ${limit:,.4f} ({source}): the estimate is ${estimate:,.4f}")
+    return Budget(limit, source, estimate)
+
+
+def _deadline(suite: Suite, started: float) -> dict[str, Any]:
+    """The dispatcher's run time limit from the suite's ``max_duration_s`` (nothing when it has none)."""
+    seconds = suite.document.data.get(DURATION_KEY) if getattr(suite, "document", None) is not None else None
+    if seconds is None:
+        return {}
+    return {"deadline": started + float(seconds),
+            "deadline_reason": f"the run's time limit ({DURATION_KEY}: {float(seconds):g} s) passed; requests not "
+                               "answered by then were abandoned"}
 
 
 def decide_run(suite_name: str, task_runs: list[TaskRun], top_models: dict[str, Any], errors: list[str],
@@ -289,13 +231,17 @@ def shard_tasks(tasks: list[Task], index: int, count: int, log: Log = lambda msg
 
 
 def prepare(suite: Suite, overrides: dict[str, ModelSpec] | None, log: Log = lambda msg: None,
-            hub: Resolver | None = None) -> tuple[dict[str, dict[str, ModelSpec]], list[Task]]:
+            hub: Resolver | None = None, after_data: Callable[[list[Task]], None] | None = None
+            ) -> tuple[dict[str, dict[str, ModelSpec]], list[Task]]:
     """Resolve every task's models and read every data file; all bad input surfaces here (exit 2).
-    With ``hub``, Hub models are downloaded too (without: ``--dry-run``, nothing is downloaded)."""
+
+    In the order that fails cheapest first: the models' references, every data file, ``after_data`` (the
+    rules checked against the metrics the loaded tasks will produce), then, with ``hub``, the Hub models'
+    downloads (without: ``--dry-run``, nothing is downloaded). No model loads here."""
     task_models = {t.name: suite.resolved_models(t, overrides) for t in suite.tasks}
-    for pair in task_models.values():
-        for spec in pair.values():
-            check_model(spec, hub=hub)
+    specs = [spec for pair in task_models.values() for spec in pair.values()]
+    for spec in specs:
+        check_model(spec)
     tasks: list[Task] = []
     for t in suite.tasks:
         log(f"reading task {t.name} ({t.type})")
@@ -304,9 +250,16 @@ def prepare(suite: Suite, overrides: dict[str, ModelSpec] | None, log: Log = lam
         for role, spec in task_models[t.name].items():
             _require(spec, need, f"task {t.name!r} ({t.type}) needs a model that can {need}; the {role}")
         for spec in getattr(task, "extra_models", lambda: [])():
-            check_model(spec, hub=hub)
+            check_model(spec)
             _require(spec, "generate", f"task {t.name!r} ({t.type}) needs a model that can generate; the judge")
+            specs.append(spec)
         tasks.append(task)
+    if after_data is not None:
+        after_data(tasks)
+    if hub is not None:
+        for spec in specs:
+            if spec.hub is not None:  # the rest was checked in full above
+                check_model(spec, hub=hub)
     return task_models, tasks
 
 
@@ -321,98 +274,6 @@ def _kind(task: Task) -> str:
     return getattr(task, "kind", "embedding")
 
 
-class _GenRuntime:
-    """The :class:`~gate.tasks.generative.GenContext` the runner gives generative tasks.
-
-    Each distinct model is loaded once, on first use, and closed at the end; a model
-    that fails to load fails every task that needs it (recorded, exit 3).
-    """
-
-    def __init__(self, dispatcher: Dispatcher, loader: GeneratorLoader, model_cache_dir: Path | None,
-                 seed: int | None, log: Log):
-        self.dispatcher, self.loader, self.model_cache_dir, self.seed, self.log = (
-            dispatcher, loader, model_cache_dir, seed, log)
-        self.loaded: dict[tuple, Generator | EvaluationError] = {}
-        self.identities: dict[tuple, str] = {}
-        self.usage: dict[str, Usage] = {}
-
-    def _get(self, spec: ModelSpec) -> Generator:
-        if spec.key not in self.loaded:
-            self.log(f"model {spec.spec}: loading")
-            if self.dispatcher.cache is not None and spec.provider == "openai" and not spec.option("revision"):
-                from gate.providers.openai_compat import is_self_hosted
-
-                if is_self_hosted(spec):
-                    self.log(f"warning: responses of {spec.spec} are cached by model id and URL only; if this "
-                             "server serves new weights under the same name, set the model's 'revision' "
-                             "(e.g. the commit) or answers from the old weights will be reused")
-            try:
-                model = self.loader(spec, self.model_cache_dir)
-                self.identities[spec.key] = model.identity()
-                self.loaded[spec.key] = model
-            except EvaluationError as exc:
-                self.loaded[spec.key] = exc
-        value = self.loaded[spec.key]
-        if isinstance(value, EvaluationError):
-            raise EvaluationError(f"model {spec.spec} could not be loaded: {value}")
-        return value
-
-    def _record(self, usage_key: str, usage: Usage | None) -> None:
-        if usage is None:
-            return
-        mine = self.usage.setdefault(usage_key, Usage())
-        for name, value in vars(usage).items():
-            current = getattr(mine, name)
-            setattr(mine, name, None if value is None or current is None else current + value)
-
-    async def chat(self, spec: ModelSpec, requests: Sequence[ChatRequest], *, concurrency: int, label: str,
-                   usage_key: str) -> list[ChatResponse]:
-        model = self._get(spec)
-        self.log(f"{label}: {len(requests)} requests to {spec.spec} "
-                 f"(at most {concurrency_limit(model, concurrency)} at once)")
-        return await self._counted(usage_key, self.dispatcher.chat(model, requests, concurrency=concurrency,
-                                                                   label=label))
-
-    async def prompt_logprobs(self, spec: ModelSpec, texts: Sequence[str], *, concurrency: int, label: str,
-                              usage_key: str) -> list[PromptLogprobs]:
-        model = self._get(spec)
-        self.log(f"{label}: log-probabilities of {len(texts)} texts from {spec.spec}")
-        return await self._counted(usage_key, self.dispatcher.prompt_logprobs(model, texts, concurrency=concurrency,
-                                                                              label=label))
-
-    async def _counted(self, usage_key: str, dispatched: Awaitable[tuple[list[Any], Usage]]) -> list[Any]:
-        """The dispatcher's answers, its usage recorded under ``usage_key`` even when it failed."""
-        try:
-            out, usage = await dispatched
-        except EvaluationError as exc:
-            self._record(usage_key, getattr(exc, "usage", None))
-            raise
-        self._record(usage_key, usage)
-        return out
-
-    def pricing(self, spec: ModelSpec) -> Pricing | None:
-        return self._get(spec).pricing
-
-    def identity(self, spec: ModelSpec) -> str | None:
-        return self.identities.get(spec.key)
-
-    async def run_all(self, tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]]) -> dict[str, Outcome]:
-        outcomes: dict[str, Outcome] = {}
-        try:
-            for task in tasks:
-                name = task.data.spec.name
-                self.usage = {}
-                outcome = await task.run(self, task_models[name])
-                if self.usage:
-                    outcome.info["usage"] = {k: v.to_json() for k, v in self.usage.items()}
-                outcomes[name] = outcome
-        finally:
-            for model in self.loaded.values():
-                if not isinstance(model, EvaluationError):
-                    await model.aclose()
-        return outcomes
-
-
 def _check_models(task_models: dict[str, dict[str, ModelSpec]], tasks: list[Task]) -> dict[tuple, LoadedModel]:
     """One entry per distinct baseline/candidate model (references were checked by :func:`prepare`)."""
     models: dict[tuple, LoadedModel] = {}
@@ -421,57 +282,6 @@ def _check_models(task_models: dict[str, dict[str, ModelSpec]], tasks: list[Task
             if spec.key not in models:
                 models[spec.key] = LoadedModel(spec)
     return models
-
-
-def _embed_and_score(models: dict[tuple, LoadedModel], tasks: list[Task],
-                     task_models: dict[str, dict[str, ModelSpec]], loader: Loader, cache: EmbeddingCache | None,
-                     log: Log, show_progress: bool, maps: bool
-                     ) -> tuple[list[str], dict[tuple[str, str], Scores], dict[str, dict[str, np.ndarray]]]:
-    """Each distinct model embeds the union of its tasks' texts once and scores those tasks right away.
-
-    A model's vectors are dropped before the next model loads, so the peak is one model's table (a
-    1 M-document corpus costs one matrix, not one per model). Returns the errors met, the scores by
-    ``(task, role)`` and, for tasks with ``map: true``, the map sample's vectors by task and role.
-    """
-    keys = list(dict.fromkeys(spec.key for task in tasks for spec in task_models[task.data.spec.name].values()))
-    errors: list[str] = []
-    scores: dict[tuple[str, str], Scores] = {}
-    points: dict[str, dict[str, np.ndarray]] = {}
-    for key in keys:
-        model = models[key]
-        # the model's unique texts, first seen first, with their rows: built only now, for this model
-        index: dict[str, int] = {}
-        for task in tasks:
-            if any(spec.key == key for spec in task_models[task.data.spec.name].values()):
-                for text in task.texts():
-                    index.setdefault(text, len(index))
-        texts = list(index)
-        roles = sorted({r for pair in task_models.values() for r, s in pair.items() if s.key == key})
-        log(f"{'/'.join(roles)} model {model.spec.spec}: loading")
-        try:
-            embedder = loader(model.spec)
-            model.fingerprint = embedder.fingerprint()
-            model.variant = getattr(embedder, "cache_variant", lambda: None)()
-            log(f"  {len(texts):,} unique texts to embed" + (f" ({model.variant})" if model.variant else ""))
-            table = EmbeddingTable(index, _encode(model.spec, embedder, model.cache_key, texts, cache, log,
-                                                  show_progress))
-        except EvaluationError as exc:
-            errors.append(str(exc))
-            log(f"  error: {exc}")
-            continue
-        finally:
-            embedder = None  # a loaded model's weights go before the next model's
-        del texts, index
-        for task in tasks:
-            name = task.data.spec.name
-            for role, spec in task_models[name].items():
-                if spec.key != key:
-                    continue
-                scores[(name, role)] = task.score(table)
-                if maps and task.data.spec.fields.get("map") and hasattr(task, "labelled_texts"):
-                    points.setdefault(name, {})[role] = np.array(table(task.labelled_texts()[0]))
-        del table
-    return errors, scores, points
 
 
 def _collect(tasks: list[Task], task_models: dict[str, dict[str, ModelSpec]], models: dict[tuple, LoadedModel],

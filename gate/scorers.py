@@ -206,6 +206,23 @@ def corpus_bleu(arrays: Arrays) -> float:
                                    smooth_method="exp").score)
 
 
+def corpus_bleu_rows(arrays: Arrays) -> np.ndarray:
+    """:func:`corpus_bleu` of every resampled row (a leading axis): the statistics summed for all rows at once,
+    then sacrebleu's own formula once per row, so each value is exactly what :func:`corpus_bleu` gives."""
+    from sacrebleu.metrics import BLEU
+
+    stats = np.asarray(arrays["bleu_stats"], dtype=np.float64)
+    stats = stats.reshape(len(stats), -1, 10)
+    present = np.isfinite(stats).all(axis=2)
+    totals = np.rint(np.where(present[..., None], stats, 0.0).sum(axis=1)).astype(np.int64).tolist()
+    out = np.full(len(stats), NAN)
+    for r in np.flatnonzero(present.any(axis=1)):
+        t = totals[r]
+        out[r] = BLEU.compute_bleu(correct=t[0:4], total=t[4:8], sys_len=t[8], ref_len=t[9],
+                                   smooth_method="exp").score
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # structured output
 
@@ -368,7 +385,8 @@ register(Scorer("rouge_l", False, "rouge_l", score_rouge_l,
                 (_metric("rouge_l", "mean ROUGE-L F-measure against 'expected'"),),
                 "ROUGE-L F-measure against 'expected' (rouge_score, no stemming)"))
 register(Scorer("bleu", False, "bleu", score_bleu,
-                (MetricDef("bleu", True, corpus_bleu, "corpus BLEU against 'expected' (sacrebleu, 0-100)"),),
+                (MetricDef("bleu", True, corpus_bleu, "corpus BLEU against 'expected' (sacrebleu, 0-100)",
+                           batch=corpus_bleu_rows),),
                 "corpus BLEU against 'expected' (sacrebleu defaults: 13a tokenizer, exp smoothing)"))
 register(Scorer("json_schema", True, "schema_compliance", score_json_schema,
                 (_metric("schema_compliance", "share of answers whose JSON is valid against the schema"),

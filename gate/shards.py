@@ -39,7 +39,7 @@ import gate
 from gate import limits
 from gate.documents import decode, file_sha256, load_document, load_schema, read_bytes, too_deep_at, validate
 from gate.errors import BadInput
-from gate.results import _clean
+from gate.results import _clean, mark_same_model
 from gate.runner import ROLES, RunOutput, TaskRun, decide_run, draw_maps
 from gate.secrets import redact
 from gate.tasks import Scores
@@ -334,8 +334,28 @@ def merge_shards(folders: list[Path], rules: Any, thresholds_sha256: str | None,
                     break
     if maps_dir is not None and points:
         draw_maps(task_runs, points, maps_dir, first.get("seed") or 0, log)
-    return decide_run(suite.name, task_runs, models, errors, rules, first.get("seed"), first["resamples"],
-                      thresholds_sha256, log)
+    results, examples = decide_run(suite.name, task_runs, models, errors, rules, first.get("seed"),
+                                   first["resamples"], thresholds_sha256, log)
+    mark_same_model(results, _pairs_as_run(shards, results))
+    return results, examples
+
+
+def _pairs_as_run(shards: list[dict[str, Any]], results: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """Each task's (baseline, candidate) as the shards ran them (provider and the options that change the
+    outputs), for :func:`gate.results.mark_same_model`: a merge says "the candidate is the baseline" exactly
+    when the single run would."""
+    from types import SimpleNamespace
+
+    pairs = []
+    for name, info in results["tasks"].items():
+        setup = next((m["tasks"][name]["setup"] for m in shards if name in m["tasks"]), None)
+        specs = info.get("models") or results["models"]
+        if not setup:
+            continue
+        pairs.append(tuple(SimpleNamespace(provider=specs[role]["spec"].partition(":")[0],
+                                           options=tuple((setup.get(role) or {}).get("options", {}).items()))
+                           for role in ROLES))
+    return pairs
 
 
 def _read_arrays(meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:

@@ -24,7 +24,12 @@ intervals, and still honest.
   labelling is itself one of the permutations, so this is a valid (never anti-conservative)
   p-value and never exactly 0. Exact enumeration needs no smoothing: ``p = k / 2**n``.
 
-Everything is pure numpy (scipy only for the binomial test and normal quantiles), seeded through
+A ``batch`` gets each chunk of resampled rows as :class:`Rows`, whose ``ranks(key)`` reads the
+rows' average ranks off integer codes of the values (found once per metric), so a rank statistic
+(Spearman) sorts nothing per resample. Arrays equal in both roles (gold scores) are resampled once.
+
+Everything is pure numpy (scipy, imported when first needed, only for the binomial test and normal
+quantiles), seeded through
 :class:`numpy.random.SeedSequence`, and reproducible to the last digit for a given seed.
 """
 
@@ -35,7 +40,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
-from scipy import stats as _sps
+from gate.metrics.correlation import rank_rows, ranks_from_codes
 
 Arrays = Mapping[str, np.ndarray]
 Metric = Callable[[Arrays], float]
@@ -173,6 +178,8 @@ def _mcnemar_p(b: np.ndarray, c: np.ndarray) -> float:
     only_b = int(np.count_nonzero((c == 0) & (b == 1)))
     if only_c + only_b == 0:
         return 1.0
+    from scipy import stats as _sps  # imported when needed: most runs have no 0/1 metric to test
+
     return float(_sps.binomtest(only_c, only_c + only_b, 0.5).pvalue)
 
 
@@ -219,8 +226,87 @@ def paired_mean_delta(b: np.ndarray, c: np.ndarray, *, resamples: int = 2000, co
 # ----------------------------------------------------------------------------- any metric
 
 
-def _take(arrays: Arrays, idx: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[idx] for k, v in arrays.items()}
+class Rows(dict):
+    """Arrays with a leading axis of resampled rows, as a metric's ``batch`` gets them.
+
+    :meth:`ranks` gives the average ranks of each row of one array (``scipy.stats.rankdata(..., axis=-1)``,
+    the same numbers): from integer codes of its values when the resampling knows them, else by sorting."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], ranker: Callable[[str], np.ndarray | None] | None = None):
+        super().__init__(arrays)
+        self._ranker = ranker
+
+    def ranks(self, key: str) -> np.ndarray:
+        found = self._ranker(key) if self._ranker is not None else None
+        return rank_rows(self[key]) if found is None else found
+
+
+class _Codes:
+    """Integer codes of each 1-D array's values over both roles, in increasing order of value (equal values share
+    a code), found on first use: a resampled row's codes are gathered like its values, and its ranks counted
+    from them (:func:`~gate.metrics.correlation.ranks_from_codes`). Arrays shared by the roles are ranked once
+    per chunk, and not at all in the swap test (exchanging equal values changes no rank)."""
+
+    def __init__(self, baseline: dict[str, np.ndarray], candidate: dict[str, np.ndarray], shared: set[str]):
+        self.baseline, self.candidate, self.shared = baseline, candidate, shared
+        self._found: dict[str, tuple[np.ndarray, np.ndarray, int] | None] = {}
+        self._full: dict[str, np.ndarray] = {}
+
+    def get(self, key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+        if key not in self._found:
+            b, c = self.baseline[key], self.candidate[key]
+            usable = b.ndim == 1 and b.dtype.kind in "fiu" and c.dtype.kind in "fiu" and not (
+                np.isnan(b).any() or np.isnan(c).any())
+            if usable:
+                levels, inverse = np.unique(np.concatenate([b, c]), return_inverse=True)
+                self._found[key] = (inverse[:len(b)], inverse[len(b):], len(levels))
+            else:  # a NaN ranks the whole row NaN, a 2-D array has no single rank: sort those
+                self._found[key] = None
+        return self._found[key]
+
+    def taken(self, idx: np.ndarray) -> tuple[Callable[[str], np.ndarray | None], ...]:
+        """Rankers of the bootstrap rows ``idx`` for the baseline and the candidate."""
+        memo: dict[str, np.ndarray] = {}
+
+        def ranker(role: int) -> Callable[[str], np.ndarray | None]:
+            def ranks(key: str) -> np.ndarray | None:
+                found = self.get(key)
+                if found is None:
+                    return None
+                if key not in self.shared:
+                    return ranks_from_codes(found[role][idx], found[2])
+                if key not in memo:
+                    memo[key] = ranks_from_codes(found[0][idx], found[2])
+                return memo[key]
+            return ranks
+        return ranker(0), ranker(1)
+
+    def swapped(self, masks: np.ndarray) -> tuple[Callable[[str], np.ndarray | None], ...]:
+        """Rankers of the swap-test rows ``masks`` (True: the roles' values exchanged) for both roles."""
+        def ranker(role: int) -> Callable[[str], np.ndarray | None]:
+            def ranks(key: str) -> np.ndarray | None:
+                found = self.get(key)
+                if found is None:
+                    return None
+                if key in self.shared:  # the full data's ranks, on every row
+                    if key not in self._full:
+                        self._full[key] = ranks_from_codes(found[0][None], found[2])[0]
+                    return np.broadcast_to(self._full[key], masks.shape)
+                own, other = found[role], found[1 - role]
+                return ranks_from_codes(np.where(masks, other[None], own[None]), found[2])
+            return ranks
+        return ranker(0), ranker(1)
+
+
+def _shared(baseline: Arrays, candidate: Arrays) -> set[str]:
+    """Keys whose arrays are the same in both roles (gold scores, labels): resampled once for both."""
+    return {k for k in baseline if baseline[k] is candidate[k] or (
+        baseline[k].shape == candidate[k].shape and np.array_equal(baseline[k], candidate[k]))}
+
+
+def _take(arrays: Arrays, idx: np.ndarray, done: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Every array at ``idx``; those in ``done`` (shared with the other role) are taken from there."""
+    return {k: done[k] if done is not None and k in done else v[idx] for k, v in arrays.items()}
 
 
 def _swap_masks(n: int, rng: np.random.Generator, resamples: int, exact: bool) -> Iterator[np.ndarray]:
@@ -235,13 +321,17 @@ def _swap_masks(n: int, rng: np.random.Generator, resamples: int, exact: bool) -
         yield rng.random((rows, n)) < 0.5
 
 
-def _swapped(baseline: Arrays, candidate: Arrays, masks: np.ndarray) -> tuple[dict, dict]:
+def _swapped(baseline: Arrays, candidate: Arrays, masks: np.ndarray, shared: set[str] = frozenset()
+             ) -> tuple[dict, dict]:
     """Arrays with a leading resample axis: row r has the roles exchanged where ``masks[r]`` is True."""
     b_out, c_out = {}, {}
     for k in baseline:
         b, c = baseline[k], candidate[k]
         m = masks.reshape(masks.shape + (1,) * (b.ndim - 1))
-        b_out[k], c_out[k] = np.where(m, c[None], b[None]), np.where(m, b[None], c[None])
+        if k in shared:  # exchanging equal values changes nothing: one array for both roles
+            b_out[k] = c_out[k] = np.where(m, c[None], b[None])
+        else:
+            b_out[k], c_out[k] = np.where(m, c[None], b[None]), np.where(m, b[None], c[None])
     return b_out, c_out
 
 
@@ -255,8 +345,8 @@ def _metric_rows(metric: Metric, batch: Batch | None, baseline: Arrays, candidat
 
 
 def _swap_p(metric: Metric, baseline: Arrays, candidate: Arrays, delta: float, rng: np.random.Generator,
-            resamples: int, force_exact: bool = False, batch: "Batch | None" = None
-            ) -> tuple[float | None, str, str | None]:
+            resamples: int, force_exact: bool = False, batch: "Batch | None" = None,
+            codes: _Codes | None = None, shared: set[str] = frozenset()) -> tuple[float | None, str, str | None]:
     """Two-sided paired swap test: under H0 the model labels of each example are exchangeable.
 
     Exact (all ``2**n`` swaps) when that is no more work than ``resamples``, or when forced
@@ -266,9 +356,11 @@ def _swap_p(metric: Metric, baseline: Arrays, candidate: Arrays, delta: float, r
     exact = n < 63 and (2**n <= resamples or force_exact)
     total = 2**n if exact else resamples
     k = n_nan = 0
+    codes = codes or _Codes(baseline, candidate, shared)
     for masks in _swap_masks(n, rng, resamples, exact):
-        b, c = _swapped(baseline, candidate, masks)
-        t = _metric_rows(metric, batch, b, c)
+        b, c = _swapped(baseline, candidate, masks, shared)
+        b_ranks, c_ranks = codes.swapped(masks)
+        t = _metric_rows(metric, batch, Rows(b, b_ranks), Rows(c, c_ranks))
         nan = np.isnan(t)
         n_nan += int(nan.sum())
         k += int(np.count_nonzero(np.abs(t[~nan]) >= threshold))
@@ -306,21 +398,30 @@ def paired_delta(metric: Metric, baseline: Arrays, candidate: Arrays, *, resampl
     if math.isnan(delta):
         return DeltaStats(delta, None, None, "none", n, "the metric is undefined on the full data")
     boot_rng, perm_rng = _rngs(seed)
+    shared = _shared(baseline, candidate)
+    codes = _Codes(baseline, candidate, shared)
     if n < min_n:  # too few to bootstrap a CI; the exact swap test (at most 2**(min_n - 1) swaps) stays valid
         reason = f"{n} examples; at least {min_n} are needed to bootstrap a CI"
         if n == 0 or not permutation:
             return DeltaStats(delta, None, None, "none", n, reason)
         p, method, p_reason = _swap_p(metric, baseline, candidate, delta, perm_rng, resamples,
-                                      force_exact=True, batch=batch)
+                                      force_exact=True, batch=batch, codes=codes, shared=shared)
         return DeltaStats(delta, None, p, method, n, _join(reason, p_reason))
-    deltas = np.concatenate([_metric_rows(metric, batch, _take(baseline, idx), _take(candidate, idx))
-                             for idx in _bootstrap_indices(boot_rng, n, resamples)])
+
+    def resampled(idx: np.ndarray) -> np.ndarray:
+        b_rows = _take(baseline, idx)
+        c_rows = _take(candidate, idx, {k: b_rows[k] for k in shared})
+        b_ranks, c_ranks = codes.taken(idx)
+        return _metric_rows(metric, batch, Rows(b_rows, b_ranks), Rows(c_rows, c_ranks))
+
+    deltas = np.concatenate([resampled(idx) for idx in _bootstrap_indices(boot_rng, n, resamples)])
     ci, ci_reason = _percentile_ci(deltas, confidence, resamples)
     finite = deltas[~np.isnan(deltas)]
     se = float(np.std(finite, ddof=1)) if ci is not None and len(finite) > 1 else None
     if not permutation:
         return DeltaStats(delta, ci, None, "bootstrap-only", n, _join(ci_reason, "permutation test not requested"), se)
-    p, method, p_reason = _swap_p(metric, baseline, candidate, delta, perm_rng, resamples, batch=batch)
+    p, method, p_reason = _swap_p(metric, baseline, candidate, delta, perm_rng, resamples, batch=batch,
+                                  codes=codes, shared=shared)
     return DeltaStats(delta, ci, p, method, n, _join(ci_reason, p_reason), se)
 
 
@@ -330,6 +431,8 @@ def paired_delta(metric: Metric, baseline: Arrays, candidate: Arrays, *, resampl
 def _z_sum(alpha: float, power: float) -> float:
     if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
         raise ValueError(f"alpha and power must be in (0, 1), got {alpha}, {power}")
+    from scipy import stats as _sps
+
     return float(_sps.norm.ppf(1.0 - alpha / 2.0) + _sps.norm.ppf(power))
 
 

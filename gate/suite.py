@@ -62,6 +62,12 @@ def suite_root(suite_file: Path) -> Path:
     return repository_root(suite_file.parent) or suite_file.parent.resolve()
 
 
+#: model options that change how outputs are fetched, never the outputs: left out of the embedding cache's key,
+#: of a shard's setup and of the "candidate is the baseline" comparison
+FETCH_OPTIONS = frozenset({"batch_size", "device", "timeout", "max_retries", "concurrency", "pricing", "api_key_env",
+                           "connect_timeout"})
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A model to evaluate: provider, model reference and provider options.
@@ -85,6 +91,11 @@ class ModelSpec:
 
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
+
+    @property
+    def output_options(self) -> dict[str, Any]:
+        """The options that change what the model returns (all but :data:`FETCH_OPTIONS`)."""
+        return {k: v for k, v in self.options if k not in FETCH_OPTIONS}
 
     def resolve_path(self) -> Path:
         try:

@@ -47,7 +47,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from gate.documents import load_document, validate
+from gate.documents import Document, load_document, validate
 
 CONDITIONS = ("min", "max", "min_delta", "max_drop", "max_ratio")
 TOLERANCE = 1e-9
@@ -153,6 +153,8 @@ class Thresholds:
     alpha: float = DEFAULT_ALPHA
     power: float = DEFAULT_POWER
     holm: bool = False
+    #: the file the rules were read from (rule i is ``/rules/i``), so a problem found later is located in it
+    source: Document | None = field(default=None, compare=False, repr=False)
 
     def settings(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "power": self.power, "holm": self.holm}
@@ -175,16 +177,17 @@ def rules_from_data(data: Mapping[str, Any]) -> list[Rule]:
     return out
 
 
-def thresholds_from_data(data: Mapping[str, Any]) -> Thresholds:
+def thresholds_from_data(data: Mapping[str, Any], source: Document | None = None) -> Thresholds:
     return Thresholds(rules_from_data(data), alpha=float(data.get("alpha", DEFAULT_ALPHA)),
-                      power=float(data.get("power", DEFAULT_POWER)), holm=bool(data.get("holm", False)))
+                      power=float(data.get("power", DEFAULT_POWER)), holm=bool(data.get("holm", False)),
+                      source=source)
 
 
 def load_thresholds(path: str | Path) -> Thresholds:
     """Load and schema-check a thresholds file (bad input raises, exit 2)."""
     doc = load_document(path, "thresholds file")
     validate(doc, "thresholds")
-    return thresholds_from_data(doc.data)
+    return thresholds_from_data(doc.data, doc)
 
 
 def _num(value: Any) -> float | None:
@@ -238,6 +241,11 @@ def _check_one(rule: Rule, metric_id: str, m: Mapping[str, Any]) -> tuple[str, f
     if drop > 0:
         return ("pass" if ok else "fail"), drop, f"{metric_id} dropped by {shown(drop).lstrip('+')}, {allowed}"
     return ("pass" if ok else "fail"), drop, f"{metric_id} did not drop (changed by {shown(improvement)}), {allowed}"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 check``, ``4 checks``: a count and its noun, in the right number."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _as_thresholds(rules: "Thresholds | Sequence[Rule]") -> Thresholds:
@@ -450,5 +458,6 @@ def decide(rule_results: list[RuleResult], errors: list[str], rules_given: bool)
                          "the thresholds file does not fit this suite.")
     warned = sum(r.status == "warn" for r in rule_results)
     skipped = sum(r.status == "skipped" for r in rule_results)
-    extra = "".join([f"; {warned} warning(s)" if warned else "", f"; {skipped} optional check(s) skipped" if skipped else ""])
-    return "pass", f"Every blocking rule holds ({passed} check(s) passed{extra})."
+    extra = "".join([f"; {plural(warned, 'warning')}" if warned else "",
+                     f"; {plural(skipped, 'optional check')} skipped" if skipped else ""])
+    return "pass", f"Every blocking rule holds ({plural(passed, 'check')} passed{extra})."

@@ -9,11 +9,17 @@ on ``insufficient_quota`` (a 429 the SDK would keep retrying), honour
 each SDK failure into the exceptions of :mod:`gate.llm`.
 
 Model options (suite file): ``base_url``, ``api_key_env``, ``revision`` (what the weights
-behind the model id are, for the response cache), ``timeout`` (seconds per
-request, default 60), ``max_retries`` (default 4), ``concurrency`` (a cap on
+behind the model id are, for the response cache), ``timeout`` (seconds to wait for the
+answer to one attempt, the read timeout; default 60), ``connect_timeout`` (seconds to
+open a connection; default 10), ``max_retries`` (default 4), ``concurrency`` (a cap on
 requests in flight to this endpoint), ``pricing`` (``{input_per_mtok,
 output_per_mtok}`` in US dollars), ``batch_size`` (texts per embeddings request,
 default 128).
+
+A dead or hung endpoint ends the run in ``error`` quickly: failures that got no answer
+are :class:`~gate.llm.NoAnswer`, and the dispatcher stops a model that has given no answer
+at all within :func:`first_answer_timeout` of its first request (90 s by default), or
+could not even connect three times in a row before any success.
 """
 
 from __future__ import annotations
@@ -31,12 +37,15 @@ from urllib.parse import urlparse
 import numpy as np
 
 from gate.errors import BadInput
-from gate.llm import (ChatRequest, ChatResponse, FatalError, Pricing, PromptLogprobs, RequestError, ToolCall,
-                      TransientError, Unsupported)
+from gate.llm import (ChatRequest, ChatResponse, FatalError, NoAnswer, Pricing, PromptLogprobs, RequestError,
+                      ToolCall, TransientError, Unsupported)
 from gate.suite import ModelSpec
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: seconds beyond one attempt's connect and read timeouts that a model may take to give its first answer
+FIRST_ANSWER_GRACE = 20.0
 DEFAULT_EMBED_BATCH = 128
 
 
@@ -133,11 +142,15 @@ def classify(exc: BaseException, spec: str) -> Exception:
     """The gate exception for an SDK failure (what to retry is decided by the dispatcher)."""
     import openai
 
-    if isinstance(exc, openai.APITimeoutError):
-        return TransientError("the request timed out")
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
         cause = exc.__cause__ or exc
-        return TransientError(f"connection failed ({type(cause).__name__}: {cause})")
+        # the HTTP library's ConnectError / ConnectTimeout (by name: the SDK may bundle its own httpx)
+        connect = any(t.__name__ in ("ConnectError", "ConnectTimeout") for t in type(cause).__mro__)
+        if isinstance(exc, openai.APITimeoutError):
+            return NoAnswer("the connection timed out (connect_timeout)" if connect else
+                            "the request timed out (no answer within the read timeout, option 'timeout')",
+                            connection_failed=connect)
+        return NoAnswer(f"connection failed ({type(cause).__name__}: {cause})", connection_failed=connect)
     if isinstance(exc, openai.APIStatusError):
         status, code = exc.status_code, getattr(exc, "code", None)
         detail = f"HTTP {status}" + (f" {code}" if code else "") + f": {exc.message}"
@@ -160,11 +173,27 @@ def classify(exc: BaseException, spec: str) -> Exception:
     return RequestError(f"{type(exc).__name__}: {exc}")
 
 
+def timeouts(spec: ModelSpec) -> tuple[float, float]:
+    """``(connect, read)`` seconds of one attempt: options ``connect_timeout`` (default 10, at most the read
+    timeout) and ``timeout`` (default 60)."""
+    read = float(spec.option("timeout", DEFAULT_TIMEOUT))
+    return min(float(spec.option("connect_timeout", DEFAULT_CONNECT_TIMEOUT)), read), read
+
+
+def first_answer_timeout(spec: ModelSpec) -> float:
+    """Seconds after its first request within which a model's endpoint must have answered something (any
+    HTTP answer, an error status included), else the model is stopped: one whole attempt and a margin."""
+    connect, read = timeouts(spec)
+    return connect + read + FIRST_ANSWER_GRACE
+
+
 def _client(spec: ModelSpec):
     import openai
 
+    connect, read = timeouts(spec)
+    # separate connect and read timeouts: an endpoint that is down is told in seconds, a slow answer waits
     return openai.AsyncOpenAI(api_key=api_key(spec), base_url=base_url(spec), max_retries=0,
-                              timeout=float(spec.option("timeout", DEFAULT_TIMEOUT)))
+                              timeout=openai.Timeout(read, connect=connect))
 
 
 def _parse_arguments(raw: str | None) -> Any:
@@ -183,6 +212,7 @@ class _Endpoint:
         self.pricing = pricing(spec)
         self.max_concurrency = spec.option("concurrency")
         self.max_retries = spec.option("max_retries")
+        self.first_answer_timeout = first_answer_timeout(spec)
 
     @classmethod
     def load(cls, spec: ModelSpec, **_: Any):

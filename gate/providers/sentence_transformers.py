@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gate.errors import BadInput, ModelLoadError
-from gate.hub import Snapshot, forms, parse_hub_ref, remember_user_offline, snapshot_of
+from gate.hub import Snapshot, check_snapshot, forms, parse_hub_ref, remember_user_offline, snapshot_of
 from gate.providers.fingerprint import check_folder, check_subpath, fingerprint_dir, read_json
 from gate.suite import ModelSpec
 
@@ -104,10 +104,7 @@ def check(spec: ModelSpec, hub: HubSnapshots | None = None) -> None:
         return
     where = f"model {spec.spec}"
     if spec.hub is not None:
-        snapshot = hub(spec) if hub is not None else None
-        if snapshot is not None:
-            _check_contents(snapshot.path, where, f"{snapshot.ref.repo_id} at commit {snapshot.commit[:12]}",
-                            snapshot.blobs)
+        check_snapshot(spec, hub, where, _check_contents)
         return
     path = spec.resolve_path()
     if not path.exists():

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gate.errors import BadInput, ModelLoadError
-from gate.hub import Snapshot, cached_snapshot, forms, snapshot_of
+from gate.hub import Snapshot, cached_snapshot, check_snapshot, forms, snapshot_of
 from gate.llm import ChatRequest, ChatResponse, FatalError, Pricing, PromptLogprobs, RequestError, Unsupported
 from gate.providers.fingerprint import SAFETENSORS_WEIGHTS, check_folder, fingerprint_dir
 from gate.providers.smollm2 import MODEL_NAME as SMOLLM2, ensure_smollm2
@@ -94,10 +94,7 @@ def check(spec: ModelSpec, hub: "Callable[[ModelSpec], Snapshot | None] | None" 
         return
     where = _where(spec)
     if spec.hub is not None:
-        snapshot = hub(spec) if hub is not None else None
-        if snapshot is not None:
-            _check_contents(snapshot.path, where, f"{snapshot.ref.repo_id} at commit {snapshot.commit[:12]}",
-                            snapshot.blobs)
+        check_snapshot(spec, hub, where, _check_contents)
         return
     path = spec.resolve_path()
     expected = forms(spec.provider)

@@ -82,14 +82,20 @@ def digits_for(*values: Any) -> int:
 
 
 def fixed(value: Any, digits: int | None = None, sign: bool = False) -> str:
-    """A number in fixed point (never exponent notation), with a real minus sign; ``n/a`` when missing."""
+    """A number in fixed point (never exponent notation), with a real minus sign; ``n/a`` when missing.
+
+    A value that is not 0 never reads as zero: where ``digits`` would round it to 0 (a CI bound of
+    -0.00003), it gets the decimals that show its first two significant digits, and its sign (whether a
+    bound is below or above 0 is what a reader looks for). Only an exact 0 reads ``0.0000``, unsigned."""
     x = _finite(value)
     if x is None:
         return "n/a"
     d = digits_for(x) if digits is None else digits
+    if x != 0 and round(abs(x), d) == 0:
+        d = min(12, max(d, 1 - math.floor(math.log10(abs(x)))))
     s = f"{x:+.{d}f}" if sign else f"{x:.{d}f}"
     if float(s.lstrip("+-") or 0) == 0:  # "-0.0000" is no change
-        s = ("±" if sign else "") + s.lstrip("+-")
+        s = s.lstrip("+-")
     return s.replace("-", MINUS)
 
 
@@ -134,30 +140,69 @@ def _is_relative(rule: dict[str, Any]) -> bool:
     return rule.get("condition") in ("min_delta", "max_drop") and "%" in (rule.get("message") or "")
 
 
+DELTA_CONDITIONS = ("min_delta", "max_drop")
+
+
+def change_of(rule: dict[str, Any]) -> float | None:
+    """A delta rule's observed change in the metric's good direction (positive: better), whatever the rule
+    states its limit on: ``min_delta`` observes the improvement, ``max_drop`` the drop (its negation)."""
+    value = _finite(rule.get("observed"))
+    if value is None or rule.get("condition") not in DELTA_CONDITIONS:
+        return None
+    return value if rule["condition"] == "min_delta" else -value
+
+
+def direction_word(change: float) -> str:
+    """``improved`` / ``dropped`` / ``unchanged``: the word the Observed column gives a change, matching the
+    words of the rule's detail ("dropped by", "did not drop", "changed by ... in its good direction")."""
+    return "improved" if change > 0 else "dropped" if change < 0 else "unchanged"
+
+
 def _observed(rule: dict[str, Any]) -> str:
+    """The Observed cell, in the rule's own direction and unit: a delta rule's change in the metric's good
+    direction, signed and named (``+0.0333 (improved)``, ``−0.24% (dropped)``), never a bare negated drop;
+    a ratio as ``1.2100×``; a value as it is."""
     value = _finite(rule.get("observed"))
     if value is None:
         return "n/a"
-    sign = rule.get("condition") == "min_delta"  # an improvement is signed; a drop is a drop
-    if _is_relative(rule):
-        return f"{fixed(value * 100, 2, sign=sign)}%"
-    return fixed(value, sign=sign)
+    change = change_of(rule)
+    if change is not None:
+        shown = f"{fixed(change * 100, 2, sign=True)}%" if _is_relative(rule) else fixed(change, sign=True)
+        if shown.lstrip("+" + MINUS).rstrip("%").strip("0.") == "":
+            return f"{shown.lstrip('+' + MINUS)} (unchanged)"
+        return f"{shown} ({direction_word(change)})"
+    if rule.get("condition") == "max_ratio":
+        return f"{fixed(value)}×"
+    return fixed(value)
 
 
 def _limit(rule: dict[str, Any]) -> str:
+    """The Limit cell: ``≥ +5%`` (a required improvement), ``drop ≤ 5%`` (an allowed drop), ``≤ 2×``,
+    ``≥ 0.7``."""
     value = _finite(rule.get("limit"))
     if value is None:
         return "n/a"
-    symbol = {"min": "≥", "max": "≤", "min_delta": "≥", "max_drop": "≤", "max_ratio": "≤"}.get(rule.get("condition"), "")
-    if _is_relative(rule):
-        return f"{symbol} {plain(value * 100)}%"
-    return f"{symbol} {plain(value)}"
+    condition = rule.get("condition")
+    shown = f"{plain(value * 100)}%" if _is_relative(rule) else plain(value)
+    if condition == "min_delta":
+        return f"≥ {'+' if value > 0 else ''}{shown}"
+    if condition == "max_drop":
+        return f"drop ≤ {shown}"
+    if condition == "max_ratio":
+        return f"≤ {shown}×"
+    symbol = {"min": "≥", "max": "≤"}.get(condition, "")
+    return f"{symbol} {shown}"
 
 
 def _rule_ci(rule: dict[str, Any]) -> str:
-    if not rule.get("ci"):
+    """The rule's CI in the units of its Observed cell (a ``max_drop`` CI turned from drop into change)."""
+    ci = rule.get("ci")
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
         return "n/a"
-    return interval(rule["ci"], percent=_is_relative(rule), sign=rule.get("condition") == "min_delta")
+    if rule.get("condition") == "max_drop":
+        lo, hi = map(_finite, ci)
+        ci = [None if hi is None else -hi, None if lo is None else -lo]
+    return interval(ci, percent=_is_relative(rule), sign=rule.get("condition") in DELTA_CONDITIONS)
 
 
 def _inert(value: Any, known: Iterable[Any] = ()) -> Any:
@@ -210,6 +255,7 @@ def _changes(tasks: dict[str, Any], examples: Iterable[dict[str, Any]] | None) -
         spec = info.get("example_score") if isinstance(info, dict) else None
         if isinstance(spec, dict) and isinstance(spec.get("key"), str):
             scored[name] = {"task": name, "key": spec["key"], "higher_is_better": bool(spec.get("higher_is_better", True)),
+                            "type": info.get("type"),
                             "worse": [], "better": [], "counts": {"worse": 0, "better": 0, "same": 0, "unscored": 0}}
     if not scored:
         return []
@@ -382,23 +428,30 @@ def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) ->
         else:
             groups.setdefault(group, []).append(row)
 
-    holm = False
+    # Holm (thresholds "holm": true): the significance checks of blocking rules are one family, and each decides
+    # on its adjusted p. The rule tables show it in a column of its own, "p (Holm)", beside the metric's own p
+    # (the one the Metrics table shows), so the two numbers for one metric are never mistaken for each other.
+    holm_on = stats.get("holm") is True
+    holm_family = 0
     rule_rows = []
     for r in rules:
         m = by_id.get(r.get("metric") or "")
         p = _finite(r.get("p_value"))
         p_adj = _finite(r.get("p_adjusted"))
+        in_family = (holm_on and r.get("significant") is not None and r.get("severity", "block") == "block"
+                     and p_adj is not None) or (p_adj is not None and p is not None and abs(p_adj - p) > 1e-12)
+        holm_family += in_family
+        decided = p_adj if in_family else p
         sig = r.get("significant")
-        if sig is None and (p_adj if p_adj is not None else p) is not None:
-            sig = (p_adj if p_adj is not None else p) < alpha
-        shown_p = pvalue(p_adj if p_adj is not None else p)
-        if p_adj is not None and p is not None and abs(p_adj - p) > 1e-12:
-            holm = True
-            shown_p += "†"
+        if sig is None and decided is not None:
+            sig = decided < alpha
         rule_rows.append({**r, "status": _inert(r["status"], STATUS_ORDER), "relative": _is_relative(r),
-                          "metric_row": m, "significant": sig,
+                          "metric_row": m, "significant": sig, "holm": in_family,
                           "mark": mark(m["better"], sig) if m is not None and m["delta"] is not None else "",
-                          "cells": {"observed": _observed(r), "limit": _limit(r), "ci": _rule_ci(r), "p": shown_p}})
+                          "cells": {"observed": _observed(r), "limit": _limit(r), "ci": _rule_ci(r), "p": pvalue(p),
+                                    "p_holm": pvalue(p_adj) if in_family else "—"}})
+    holm = holm_family > 0
+    _unblocked_marks(by_id, rule_rows)
 
     chart = None
     shown_ids: list[str] = []
@@ -427,7 +480,10 @@ def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) ->
             f"    line [{base}]"])}
 
     warnings = [{"rule": r["name"], "metric": r.get("metric"), "warning": r["warning"], "n": r.get("n"),
-                 "examples_needed": r.get("examples_needed"), "mde": r.get("mde")}
+                 "examples_needed": r.get("examples_needed"), "mde": r.get("mde"),
+                 # a PASS that a blocking rule cannot vouch for: said next to the verdict, not below the rules
+                 "by_verdict": results.get("verdict") == "pass" and r.get("severity", "block") == "block"
+                 and r["status"] == "pass"}
                 for r in rule_rows if isinstance(r.get("warning"), str) and r["warning"]]
     seen: set[tuple] = set()
     warnings = [w for w in warnings if (w["metric"], w["warning"]) not in seen and not seen.add((w["metric"], w["warning"]))]
@@ -452,6 +508,10 @@ def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) ->
         "confidence": confidence,
         "ci_label": f"{plain(confidence * 100)}% CI",
         "holm": holm,
+        "holm_checks": holm_family,
+        "same_model": _same_model(results.get("models")),
+        "short_spec": {role: short_spec(m.get("spec")) for role, m in results.get("models", {}).items()
+                       if isinstance(m, dict)},
         "notes": [{"ref": str(i).translate(_SUPERSCRIPT), "text": t} for t, i in notes.items()],
         "sample_warnings": warnings,
         "chart": chart,
@@ -462,6 +522,64 @@ def _full(results: dict[str, Any], examples: Iterable[dict[str, Any]] | None) ->
         "provenance": results.get("provenance"),
         "run_url": _run_url(results.get("run_url")),
     }
+
+
+def _unblocked_marks(by_id: dict[str, dict[str, Any]], rule_rows: list[dict[str, Any]]) -> None:
+    """A significant change that no rule blocks reads as such in the Metrics table: "▼ significant, within the
+    allowed 5% drop" beside a passing rule, never a bold "▼ worse" that looks like the reason for a verdict."""
+    for mid, row in by_id.items():
+        if not row["significant"] or row["better"] is not False:
+            continue
+        ruled = [r for r in rule_rows if r.get("metric") == mid]
+        if not ruled or any(r["status"] in ("fail", "error") for r in ruled):
+            continue  # no rule on it (the plain mark), or a rule that it fails: bold, as before
+        drop = next((r for r in ruled if r.get("condition") == "max_drop" and r["status"] == "pass"
+                     and r.get("severity", "block") == "block"), None)
+        if drop is not None:
+            row["cells"]["mark"] = f"▼ significant, within the allowed {_limit(drop).removeprefix('drop ≤ ')} drop"
+        else:
+            row["cells"]["mark"] = "▼ significant, no rule blocks it"
+
+
+def _same_model(models: Any) -> dict[str, Any] | None:
+    """The candidate's record when it is the baseline itself (same fingerprint and options; see
+    :func:`gate.results.mark_same_model`), else None."""
+    if not isinstance(models, dict) or not isinstance(models.get("candidate"), dict):
+        return None
+    return models["candidate"] if models["candidate"].get("same_as_baseline") is True else None
+
+
+def short_spec(spec: Any) -> str:
+    """A model spec as the report's first lines name it: a long local path cut to its folder's name
+    (``sentence-transformers:…/candidate-28c234d8c6b915d1``); the whole spec is in the Models table."""
+    from gate.hub import parse_hub_ref
+
+    if not isinstance(spec, str):
+        return ""
+    provider, sep, model = spec.partition(":")
+    path = model.rstrip("/\\")
+    if not sep or provider == "openai" or len(path) <= 32 or not _SEPARATOR.search(path) or parse_hub_ref(path):
+        return spec
+    return f"{provider}:…/{_SEPARATOR.split(path)[-1]}"
+
+
+_SEPARATOR = re.compile(r"[/\\]")
+
+
+#: how an example is named in "Biggest changes", by task type: the kind of thing its id is
+EXAMPLE_LABELS = {"sts": "line", "classification": "line", "clustering": "line", "pairs": "line",
+                  "retrieval": "query", "generation": "case", "pairwise": "case", "perplexity": "text"}
+
+
+def example_label(task_type: Any, example_id: Any) -> str:
+    """An example's id with what it is: ``line 325`` (of the data file), ``query 93``, ``case refund-3``;
+    a holdout's ``train:12`` becomes ``train line 12``."""
+    ex = str(example_id)
+    if task_type == "holdout" and ":" in ex:
+        split, _, rest = ex.partition(":")
+        return f"{split} line {rest}"
+    label = EXAMPLE_LABELS.get(task_type if isinstance(task_type, str) else "", "example")
+    return f"{label} {ex}"
 
 
 _RUN_URL = re.compile(r"https://[A-Za-z0-9.-]+(:\d+)?/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/actions/runs/\d+(/attempts/\d+)?")
@@ -511,7 +629,7 @@ def _example_view(ex: dict[str, Any], task: dict[str, Any], limits: Limits) -> d
     key = task["key"]
     d = digits_for(ex["baseline_value"], ex["candidate_value"])
     summary = (f"{'▲' if ex['change'] > 0 else '▼'} {fixed(ex['change'], d, sign=True)} · "
-               f"{markdown.html_text(ex['id'], 60)} · {markdown.html_text(key, 30)} "
+               f"{markdown.html_text(example_label(task.get('type'), ex['id']), 66)} · {markdown.html_text(key, 30)} "
                f"{fixed(ex['baseline_value'], d)} → {fixed(ex['candidate_value'], d)}")
     fields = [f"**{markdown.text(name, 40)}**: {markdown.text(value, limits.text)}"
               for name, value in list(ex["text"].items())[:4]]

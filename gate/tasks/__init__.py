@@ -86,15 +86,22 @@ class Task(Protocol):
         example at once (clustering) set ``shardable = False`` instead and run whole in shard 1."""
 
 
-def load_task(spec: TaskSpec) -> Task:
-    """Read and check the task's data files (bad data is :class:`BadInput`, exit 2)."""
+def task_types() -> dict[str, Any]:
+    """Every task type's class. Each has ``load(spec)`` (reads the data) and ``metric_names(spec)``: the
+    names of the metrics it reports, known from the suite alone, and those of them it also reports per
+    category of its data (``name[category]``), which :mod:`gate.catalogue` checks rules against."""
     from gate.tasks import (classification, clustering, generation, geometry, holdout, pairs, pairwise, perplexity,
                             retrieval, sts)
 
-    types = {"sts": sts.STSTask, "retrieval": retrieval.RetrievalTask, "generation": generation.GenerationTask,
-             "perplexity": perplexity.PerplexityTask, "pairwise": pairwise.PairwiseTask,
-             "pairs": pairs.PairsTask, "geometry": geometry.GeometryTask, "holdout": holdout.HoldoutTask,
-             "classification": classification.ClassificationTask, "clustering": clustering.ClusteringTask}
+    return {"sts": sts.STSTask, "retrieval": retrieval.RetrievalTask, "generation": generation.GenerationTask,
+            "perplexity": perplexity.PerplexityTask, "pairwise": pairwise.PairwiseTask,
+            "pairs": pairs.PairsTask, "geometry": geometry.GeometryTask, "holdout": holdout.HoldoutTask,
+            "classification": classification.ClassificationTask, "clustering": clustering.ClusteringTask}
+
+
+def load_task(spec: TaskSpec) -> Task:
+    """Read and check the task's data files (bad data is :class:`BadInput`, exit 2)."""
+    types = task_types()
     if spec.type not in types:  # the schema lists every type; this guards a mismatch
         raise BadInput(f"unknown task type {spec.type!r}", location=spec.pointer)
     return types[spec.type].load(spec)

@@ -87,6 +87,11 @@ class ClassificationTask:
     example_score = ("correct", True)
     shardable = True
 
+    @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (see :mod:`gate.catalogue`)."""
+        return [m.name for m in METRICS], []
+
     def __init__(self, data: TaskData, classes: list[str], train_texts: list[str], train_codes: np.ndarray,
                  test_texts: list[str], test_codes: np.ndarray, c: float, max_iter: int):
         self.data, self.classes = data, classes

@@ -153,6 +153,11 @@ class ClusteringTask:
     #: k-means needs every point at once: the runner scores this task whole
     shardable = False
 
+    @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (see :mod:`gate.catalogue`)."""
+        return [m.name for m in METRICS], []
+
     def __init__(self, data: TaskData, classes: list[str], texts: list[str], codes: np.ndarray, k: int, seed: int):
         self.data, self.classes, self._texts, self.codes, self.k, self.seed = data, classes, texts, codes, k, seed
 

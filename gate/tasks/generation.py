@@ -59,6 +59,15 @@ class GenerationTask:
             self.metrics += [sliced(m, code, label) for m in base]
 
     @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (its scorers), and those also reported
+        per category (``name[category]``, for the categories its cases hold; see :mod:`gate.catalogue`).
+        An unknown scorer is left out: :meth:`load` reports it."""
+        scorers = [scorer_registry.SCORERS[n] for n in spec.fields.get("scorers", []) if n in scorer_registry.SCORERS]
+        base = [m.name for s in scorers for m in s.metrics] + (["pass_rate"] if any(s.binary for s in scorers) else [])
+        return base + [m.name for m in usage_metrics()], base
+
+    @classmethod
     def load(cls, spec: TaskSpec) -> "GenerationTask":
         fields = spec.fields
         names = list(fields["scorers"])
@@ -109,13 +118,12 @@ class GenerationTask:
         out = Outcome(scores={}, info={"generation": {
             "temperature": self.temperature, "max_tokens": self.max_tokens, "repeats": self.repeats,
             "min_pass": self.min_pass, "seed": seed, "scorers": [s.name for s in self.scorers]}})
+        # both models on one schedule: each case's two requests go out together (fair latency)
+        answers = await ctx.chat_pair(pair, reqs, concurrency=self.concurrency, label=self.data.spec.name)
         for role in ROLES:
-            label = f"{self.data.spec.name} {role}"
-            try:
-                responses = await ctx.chat(pair[role], reqs, concurrency=self.concurrency, label=label,
-                                           usage_key=role)
-            except Exception as exc:  # EvaluationError; anything else is a bug we still must not pass
-                out.errors.append(str(exc))
+            responses = answers[role]
+            if isinstance(responses, Exception):  # EvaluationError; anything else is a bug we still must not pass
+                out.errors.append(str(responses))
                 out.scores[role] = None
                 continue
             out.scores[role] = self.score(responses, ctx.pricing(pair[role]))

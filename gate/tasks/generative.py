@@ -13,13 +13,10 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from gate.llm import ChatRequest, ChatResponse, Pricing, PromptLogprobs
+from gate.llm import CHARS_PER_TOKEN, ChatRequest, ChatResponse, Pricing, PromptLogprobs
 from gate.metrics import Arrays, MetricDef
 from gate.suite import ModelSpec
 from gate.tasks import Scores
-
-#: rough characters per token, for estimates only (dry run); real counts come from the model
-CHARS_PER_TOKEN = 4
 #: requests in flight and completion tokens per answer when a task does not say
 DEFAULT_CONCURRENCY = 4
 DEFAULT_MAX_TOKENS = 256
@@ -42,6 +39,16 @@ class GenContext(Protocol):
     async def prompt_logprobs(self, spec: ModelSpec, texts: Sequence[str], *, concurrency: int, label: str,
                               usage_key: str) -> list[PromptLogprobs]:
         """Token log-probabilities per text, or :class:`~gate.errors.EvaluationError`."""
+
+    async def chat_pair(self, pair: dict[str, ModelSpec], requests: Sequence[ChatRequest], *, concurrency: int,
+                        label: str) -> dict[str, list[ChatResponse] | Exception]:
+        """The same ``requests`` answered by each role's model on one schedule (both models' requests for a
+        case in the same time window, see :mod:`gate.generative_runtime`): per role the answers in order, or
+        the :class:`~gate.errors.EvaluationError` that role met. Usage is recorded under the role."""
+
+    async def prompt_logprobs_pair(self, pair: dict[str, ModelSpec], texts: Sequence[str], *, concurrency: int,
+                                   label: str) -> dict[str, list[PromptLogprobs] | Exception]:
+        """:meth:`chat_pair` for token log-probabilities."""
 
     def pricing(self, spec: ModelSpec) -> Pricing | None:
         """The declared price of ``spec`` (None: unknown)."""

@@ -166,6 +166,11 @@ class GeometryTask:
         self.metrics = geometry_metrics(collapse_cosine, alpha, t)
 
     @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (see :mod:`gate.catalogue`)."""
+        return [m.name for m in geometry_metrics()], []
+
+    @classmethod
     def load(cls, spec: TaskSpec) -> "GeometryTask":
         fields = spec.fields
         t = _number(spec, "t", DEFAULT_T, lambda v: v > 0, "a number > 0")

@@ -114,6 +114,11 @@ class HoldoutTask:
         self.example_score = parts[0].example_score
 
     @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (see :mod:`gate.catalogue`)."""
+        return [*SPLITS, "gap"], []
+
+    @classmethod
     def load(cls, spec: TaskSpec) -> "HoldoutTask":
         types = inner_types()
         inner = spec.fields.get("inner")

@@ -153,6 +153,13 @@ class PairsTask:
         self.example_score = ("margin", True) if form == "triplets" else ("signed_cosine", True)
 
     @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone, and those also reported per category
+        (``name[category]``, for the categories its data holds; see :mod:`gate.catalogue`)."""
+        names = [m.name for m in pair_metrics()]
+        return names, names
+
+    @classmethod
     def load(cls, spec: TaskSpec) -> "PairsTask":
         table = read_table(spec.path("data"), COLUMNS, "pairs file")
         kind = _kind(table.rows[0], table.path, table.lines[0])

@@ -12,6 +12,10 @@ is the sign of the sum, so a judge that flips with the order yields a tie.
 that is not exactly ``A``, ``B`` or ``TIE`` counts as a tie and is reported in
 ``judge_invalid_rate``, so an unusable judge cannot manufacture a win.
 
+The judge's spec, prompt version and settings are recorded in ``tasks.<name>.judge`` and shown in the
+report; a judge whose name can stand for other weights later (an endpoint alias such as ``gpt-4o``, a Hub
+branch) is recorded as not ``pinned``, with a ``warning`` the report shows (:func:`unpinned`).
+
 Metric columns: ``win_rate``'s baseline value is the baseline's win rate against
 the candidate, its candidate value the candidate's against the baseline (so
 ``loss_rate`` mirrors it). With a reference model, ``win_rate_vs_reference`` is
@@ -43,6 +47,25 @@ JUDGE_SYSTEM = (
 )
 DEFAULT_JUDGE_MAX_TOKENS = 8
 _VERDICT = re.compile(r"^[\s\"'*\[\](){}.:]*(?:answer\s+)?(a|b|tie)[\s\"'*\[\](){}.!:]*$", re.IGNORECASE)
+
+
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")  # gpt-4o-2024-08-06, claude-...-20241022, gpt-4-0613
+
+
+def unpinned(spec: ModelSpec) -> str | None:
+    """Why a judge's name may stand for other weights on another day (None: it is pinned). An endpoint's
+    model id is pinned by a dated snapshot suffix, a fine-tune id (``ft:``) or the model's ``revision``;
+    a Hub model by a full commit; a local folder is its files (its fingerprint is recorded)."""
+    if spec.provider == "openai":
+        if spec.option("revision") or spec.model.startswith("ft:") or _SNAPSHOT.search(spec.model):
+            return None
+        return (f"the judge {spec.model!r} is an alias that its provider can point at a new model version, which "
+                "changes the verdicts; pin a dated snapshot (e.g. gpt-4o-2024-08-06) or set the judge's 'revision'")
+    ref = spec.hub
+    if ref is not None and not ref.pinned:
+        return (f"the judge {ref} follows a branch or tag of the Hugging Face Hub, which can move; pin a commit "
+                f"({ref.repo_id}@<40-hex commit>)")
+    return None
 
 
 def parse_verdict(text: str) -> str | None:
@@ -95,6 +118,11 @@ class PairwiseTask:
         self.judge_max_tokens = int(fields.get("judge_max_tokens", DEFAULT_JUDGE_MAX_TOKENS))
         self.metrics = METRICS + (REFERENCE_METRICS if reference else [])
         self.example_score = ("win", True)
+
+    @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (see :mod:`gate.catalogue`)."""
+        return [m.name for m in METRICS + (REFERENCE_METRICS if spec.fields.get("reference") else [])], []
 
     @classmethod
     def load(cls, spec: TaskSpec) -> "PairwiseTask":
@@ -169,16 +197,22 @@ class PairwiseTask:
     async def run(self, ctx: GenContext, pair: dict[str, ModelSpec]) -> Outcome:
         seed = self._seed(ctx.seed)
         name = self.data.spec.name
+        loose = unpinned(self.judge)
         out = Outcome(scores={role: None for role in ROLES}, info={
             "judge": {"spec": self.judge.spec, "prompt_version": PROMPT_VERSION, "temperature": 0.0,
-                      "max_tokens": self.judge_max_tokens, "seed": seed},
+                      "max_tokens": self.judge_max_tokens, "seed": seed, "pinned": loose is None,
+                      **({"warning": loose} if loose else {})},
             "generation": {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed}})
         if self.reference:
             out.info["reference"] = {"spec": self.reference.spec}
         reqs = self.answer_requests(seed)
+        got = await ctx.chat_pair(pair, reqs, concurrency=self.concurrency, label=name)
+        failed = [str(v) for v in got.values() if isinstance(v, Exception)]
+        if failed:
+            out.errors.extend(failed)
+            return out
+        answers: dict[str, list[ChatResponse]] = {role: got[role] for role in ROLES}  # type: ignore[misc]
         try:
-            answers = {role: await ctx.chat(pair[role], reqs, concurrency=self.concurrency, label=f"{name} {role}",
-                                            usage_key=role) for role in ROLES}
             versus = await self._judge(ctx, answers["baseline"], answers["candidate"], seed, f"{name} judge")
             vs_ref = {}
             if self.reference:

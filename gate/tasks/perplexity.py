@@ -51,6 +51,11 @@ class PerplexityTask:
     metrics = METRICS
     example_score = ("perplexity", False)
 
+    @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (see :mod:`gate.catalogue`)."""
+        return [m.name for m in METRICS], []
+
     def __init__(self, data: TaskData, texts: list[str], concurrency: int):
         self.data, self.texts, self.concurrency = data, texts, concurrency
 
@@ -72,12 +77,12 @@ class PerplexityTask:
 
     async def run(self, ctx: GenContext, pair: dict[str, ModelSpec]) -> Outcome:
         out = Outcome(scores={})
+        answers = await ctx.prompt_logprobs_pair(pair, self.texts, concurrency=self.concurrency,
+                                                 label=self.data.spec.name)
         for role in ROLES:
-            try:
-                values = await ctx.prompt_logprobs(pair[role], self.texts, concurrency=self.concurrency,
-                                                   label=f"{self.data.spec.name} {role}", usage_key=role)
-            except Exception as exc:
-                out.errors.append(str(exc))
+            values = answers[role]
+            if isinstance(values, Exception):
+                out.errors.append(str(values))
                 out.scores[role] = None
                 continue
             nll = np.array([-sum(v.logprobs) for v in values], dtype=np.float64)

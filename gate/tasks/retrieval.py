@@ -47,6 +47,12 @@ class RetrievalTask:
                         for m in RANKING_METRICS for k in ks]
 
     @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (see :mod:`gate.catalogue`)."""
+        ks = sorted(spec.fields.get("k", DEFAULT_K))
+        return [f"{m}@{k}" for m in RANKING_METRICS for k in ks], []
+
+    @classmethod
     def load(cls, spec: TaskSpec) -> "RetrievalTask":
         ks = sorted(spec.fields.get("k", DEFAULT_K))
         qt = read_table(spec.path("queries"), [Column("id", "id"), Column("text", "text")], "queries file")

@@ -9,12 +9,10 @@ and sharding work on the per-pair arrays).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
-
 from gate.data import Column, read_table
 from gate.errors import BadInput
 from gate.metrics import MetricDef
-from gate.metrics.correlation import pearson, pearson_rows, spearman, spearman_rows
+from gate.metrics.correlation import pearson, pearson_rows, rank_average, spearman, spearman_batch
 from gate.suite import TaskSpec
 from gate.tasks import Embed, Scores, TaskData, selected
 
@@ -23,7 +21,7 @@ COLUMNS = [Column("sentence1", "text"), Column("sentence2", "text"), Column("sco
 METRICS = [
     MetricDef("spearman", True, lambda a: spearman(a["cosine"], a["gold"]),
               "Spearman correlation between cosine similarity and the human score",
-              batch=lambda a: spearman_rows(a["cosine"], a["gold"])),
+              batch=spearman_batch("cosine", "gold")),
     MetricDef("pearson", True, lambda a: pearson(a["cosine"], a["gold"]),
               "Pearson correlation between cosine similarity and the human score",
               batch=lambda a: pearson_rows(a["cosine"], a["gold"])),
@@ -37,12 +35,17 @@ def rank_error(cosine: np.ndarray, gold: np.ndarray) -> np.ndarray:
     the ones that pull it down: the per-example view of the metric for the report.
     """
     n = len(gold)
-    return np.abs(rankdata(cosine) - rankdata(gold)) / n
+    return np.abs(rank_average(cosine) - rank_average(gold)) / n
 
 
 class STSTask:
     metrics = METRICS
     example_score = ("rank_error", False)
+
+    @classmethod
+    def metric_names(cls, spec: TaskSpec) -> tuple[list[str], list[str]]:
+        """The metrics this task reports, known from the suite alone (see :mod:`gate.catalogue`)."""
+        return [m.name for m in METRICS], []
 
     def __init__(self, data: TaskData, s1: list[str], s2: list[str], gold: np.ndarray):
         self.data, self.s1, self.s2, self.gold = data, s1, s2, gold

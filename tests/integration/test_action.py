@@ -209,7 +209,9 @@ def test_fail_on_regression_false_turns_fail_into_a_warning_but_never_error_into
         {"metric": "sts/nope", "min": 0}]}))
     proc, outputs, _ = run_action(workspace, tmp_path, emu, thresholds="eval/missing-metric.json",
                                   **{"fail-on-regression": "false"})
-    assert proc.returncode == 3 and outputs["verdict"] == "error"
+    # a rule that selects nothing is bad input, found before any model loads (gate.catalogue): never a pass
+    assert proc.returncode == 2 and outputs["verdict"] == "error"
+    assert "metric 'sts/nope' matches no metric of suite" in proc.stdout
 
 
 def test_bad_input_exits_2_with_an_annotation_and_a_summary(workspace, tmp_path, emu):
@@ -219,6 +221,9 @@ def test_bad_input_exits_2_with_an_annotation_and_a_summary(workspace, tmp_path,
     assert "gate could not run" in summary
     proc, _, _ = run_action(workspace, tmp_path, emu, comment="sometimes")
     assert proc.returncode == 2 and "input comment" in proc.stdout
+    proc, outputs, _ = run_action(workspace, tmp_path, emu, **{"max-cost": "five dollars"})
+    assert proc.returncode == 2 and "input max-cost: expected a number of US dollars" in proc.stdout
+    assert outputs["verdict"] == "error"
 
 
 def test_untrusted_text_cannot_run_workflow_commands(workspace, tmp_path, emu):

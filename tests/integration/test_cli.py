@@ -87,6 +87,14 @@ def test_exit_0_pass_writes_valid_results_report_and_examples(small_suite, tmp_p
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.startswith('<!-- gate-report suite="small" -->')
     assert "| `stsb/spearman` |" in report
+    # the suite compares the default model with itself: said at the top of the report and under the verdict line
+    assert results["models"]["candidate"]["same_as_baseline"] is True
+    assert report.splitlines()[3:6] == [
+        "> [!WARNING]", "> **The candidate is the baseline:** both models have the same fingerprint and options, "
+        "so every difference below is noise and every rule that requires an improvement fails for that reason.", ""]
+    assert result.output.splitlines()[1] == ("  note: the candidate is the baseline (same fingerprint and options): "
+                                             "every difference is noise, and every rule that requires an "
+                                             "improvement fails for that reason")
     examples = read_jsonl(tmp_path / "out" / "examples.jsonl")
     assert len(examples) == 300 + 40
     assert {"cosine", "gold"} <= set(examples[0]["baseline"])
@@ -103,17 +111,51 @@ def test_exit_1_fail_on_a_real_finetuned_candidate(small_suite, tmp_path, embedd
     results = assert_valid_results(tmp_path / "out")
     assert results["verdict"] == "fail"
     assert results["models"]["candidate"]["fingerprint"] != results["models"]["baseline"]["fingerprint"]
+    assert "same_as_baseline" not in results["models"]["candidate"]
     assert results["metrics"]["stsb/spearman"]["delta"] != 0.0  # a really different model
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.index("target improves by 50%") < report.index("| ✅ pass | loose")  # failing rules first
 
 
-def test_exit_3_when_a_rule_metric_is_missing(small_suite, tmp_path, embedding_cache_dir):
+def test_a_rule_that_selects_nothing_is_bad_input_before_any_model_loads(small_suite, tmp_path):
+    rules = tmp_path / "thresholds.json"  # one rule a line
+    rules.write_text('{"version": 1, "rules": [\n' + ",\n".join("  " + json.dumps(r) for r in [
+        {"metric": "stsb/spearmann", "min": 0.1}, {"metric": "*/ndgc@10", "min": 0.1},
+        {"group": "generl", "max_drop": 0.05}, {"metric": "tickets/recall@10", "max_drop": 0},
+        {"metric": "human/preference", "min": 0.6, "optional": True}]) + "\n]}\n")
+    # the candidate does not exist: the rules are checked before any model is even looked at
+    result = invoke("run", small_suite, "--thresholds", rules, "--out", tmp_path / "out",
+                    "--candidate", f"sentence-transformers:{tmp_path / 'no-such-model'}")
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert lines == [
+        f"gate: {rules}:2:4 (/rules/0/metric): metric 'stsb/spearmann' matches no metric of suite 'small'; "
+        "did you mean 'stsb/spearman'?",
+        f"gate: {rules}:3:4 (/rules/1/metric): metric '*/ndgc@10' matches no metric of suite 'small'; "
+        "did you mean '*/ndcg@10'?",
+        f"gate: {rules}:4:4 (/rules/2/group): group 'generl' is not a group of suite 'small' (its groups: general, "
+        "target); did you mean 'general'?",
+        f"gate: {rules}:5:4 (/rules/3/metric): metric 'tickets/recall@10' names no task of suite 'small' (its "
+        "tasks: stsb, cranfield)",
+        "gate: 4 problems found"]
+    assert not (tmp_path / "out").exists()
+    # the dry run, and validate given the suite and the thresholds together, say the same
+    dry = invoke("run", small_suite, "--thresholds", rules, "--dry-run")
+    assert dry.exit_code == 2 and dry.output.splitlines() == lines
+    checked = invoke("validate", small_suite, rules)
+    assert checked.exit_code == 2
+    assert checked.output.splitlines() == [f"ok: {small_suite} (suite, 2 tasks)"] + \
+        [line.removeprefix("gate: ") for line in lines[:-1]] + ["gate: 1 of 2 files invalid"]
+
+
+def test_exit_3_when_a_rule_metric_is_missing_from_existing_results(results_dir, tmp_path):
+    # gate check judges the metrics the results hold, as before: a rule they do not satisfy is an error
     rules = thresholds(tmp_path, {"metric": "stsb/spearmann", "min": 0.1})
-    result = gate_run(small_suite, tmp_path / "out", embedding_cache_dir, "--thresholds", rules)
+    result = invoke("check", results_dir / "results.json", "--thresholds", rules, "--out", tmp_path / "out")
     assert result.exit_code == 3, result.output
     results = assert_valid_results(tmp_path / "out")
     assert results["verdict"] == "error" and results["rules"][0]["status"] == "error"
+    assert results["rules"][0]["message"] == "no metric in the results matches metric 'stsb/spearmann'"
 
 
 def test_exit_3_when_the_candidate_will_not_load(small_suite, tmp_path, embedding_cache_dir):
@@ -182,13 +224,14 @@ def test_render_bad_template_is_bad_input(results_dir, tmp_path):
 def test_validate_reports_every_problem(small_suite, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nname: x\ntasks:\n  - name: a\n    type: sts\n    dta: a.jsonl\n  - name: B\n    type: sts\n    data: b.jsonl\n")
-    result = invoke("validate", small_suite, bad, ROOT / "thresholds.example.json")
+    result = invoke("validate", small_suite, bad, ROOT / "examples" / "demo" / "thresholds.json")
     assert result.exit_code == 2
-    assert "ok: " in result.output and "thresholds.example.json" in result.output
+    assert (f"ok: {ROOT / 'examples' / 'demo' / 'thresholds.json'} (thresholds, 4 rules; every rule selects a "
+            "metric of suite 'small')") in result.output
     assert "bad.yaml:6:5 (/tasks/0/dta): unknown key 'dta'; did you mean 'data'?" in result.output
-    assert "bad.yaml:4:5 (/tasks/0): missing required key 'data'" in result.output
+    assert "missing required key 'data'" not in result.output  # one root cause (the typo), one message
     assert "bad.yaml:7:5 (/tasks/1/name)" in result.output
-    assert "1 of 3 file(s) invalid" in result.output
+    assert "1 of 3 files invalid" in result.output
 
 
 def test_validate_reads_suite_data(small_data, tmp_path):
@@ -316,6 +359,45 @@ def test_bad_thresholds_file_exits_2(tmp_path):
     assert "exactly one of the keys 'min', 'max', 'min_delta', 'max_drop', 'max_ratio'" in result.output
 
 
+GATE_FILES = {
+    "suite.yaml": ("version: 1\nname: s\ntasks:\n  - {name: a, type: sts, data: a.jsonl}\n", "a suite file"),
+    "thresholds.json": ('{"version": 1, "rules": [{"metric": "*/spearman", "min": 0.5}]}', "a thresholds file"),
+    "report.md": ('<!-- gate-report suite="s" -->\n## ✅ gate: PASS · s\n\n| a | b |\n|---|---|\n',
+                  "a report (report.md)"),
+    "examples.jsonl": ('{"task": "a", "id": "1"}\n', "an examples.jsonl (per-example outputs)"),
+    "notes.md": ("# Notes\n\n- a: b\n", "a Markdown file"),
+}
+
+
+@pytest.mark.parametrize("name", list(GATE_FILES))
+def test_every_command_that_reads_results_names_the_file_it_was_given(tmp_path, monkeypatch, name):
+    text, what = GATE_FILES[name]
+    wrong = tmp_path / name
+    wrong.write_text(text, encoding="utf-8")
+    rules = thresholds(tmp_path, {"metric": "*/spearman", "min": 0.5}, name="rules.json")
+    expected = f"gate: {wrong}: this is {what}, expected a results.json (written by `gate run`, e.g. " \
+               "gate-out/results.json)"
+    for args in (["render", wrong], ["check", wrong, "--thresholds", rules, "--out", tmp_path / "out"]):
+        result = invoke(*args)
+        assert result.exit_code == 2 and result.output.splitlines() == [expected], (args, result.output)
+    if name.endswith(".md"):
+        return  # a report.md is what gate comment posts (tests/integration/test_comment.py)
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+    result = invoke("comment", wrong, "--repo", "octo/app", "--pr", "1")
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [expected.replace("expected a results.json", "expected a results.json "
+                                                                                      "or a report.md")]
+
+
+def test_validate_names_a_report_for_what_it_is(tmp_path):
+    report = tmp_path / "report.md"
+    report.write_text(GATE_FILES["report.md"][0], encoding="utf-8")
+    result = invoke("validate", report)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [f"{report}: this is a report (report.md), expected a suite, thresholds or "
+                                          "results file", "gate: 1 of 1 file invalid"]
+
+
 def test_results_file_that_is_not_results_exits_2(tmp_path):
     path = tmp_path / "results.json"
     path.write_text('{"schema_version": 1, "suite": "x"}')
@@ -363,6 +445,21 @@ def test_cache_that_is_a_file_is_bad_input(tmp_path):
     assert result.exit_code == 2 and "the cache must be a folder" in result.output
 
 
+def test_gate_run_reads_gate_cache_dir_as_the_action_and_the_demo_do(tmp_path, monkeypatch):
+    suite = _sts_suite(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("GATE_CACHE_DIR", str(tmp_path / "afile"))
+    result = invoke("run", suite, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "the cache must be a folder" in result.output
+    seen = {}
+    monkeypatch.setattr("gate.cli._run_loaded", lambda loaded, overrides, thresholds, out, cache, *rest:
+                        seen.update(cache=cache))
+    assert invoke("run", suite, "--cache", tmp_path / "given").exit_code == 0
+    assert seen["cache"] == tmp_path / "given"  # --cache wins over the variable
+    monkeypatch.setenv("GATE_CACHE_DIR", "")
+    assert invoke("run", suite).exit_code == 0 and seen["cache"] is None  # neither: no cache
+
+
 @pytest.mark.parametrize("env, tty, quiet, shown", [
     ({}, True, False, True),                                  # a terminal
     ({}, False, False, False),                                # a pipe or a log file
@@ -381,3 +478,18 @@ def test_progress_bars_show_on_a_terminal_outside_ci_or_when_asked(monkeypatch, 
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(cli_module.sys.stderr, "isatty", lambda: tty)
     assert cli_module._show_progress(quiet) is shown
+
+
+def test_a_misspelled_category_slice_fails_once_the_data_is_read_before_any_model_loads(tmp_path):
+    """A slice's categories come from the cases file: the rule is checked against the loaded tasks, after the
+    data and before a model loads (the tool-calling suite's models are local LMs that take seconds to load)."""
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"version": 1, "rules": [
+        {"metric": "banking-tools/pass_rate[adversrial]", "min": 0.9}]}))
+    result = invoke("run", ROOT / "examples" / "tool-calling" / "suite.yaml", "--thresholds", rules,
+                  "--out", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert "did you mean 'banking-tools/pass_rate[adversarial]'?" in result.output
+    assert f"{rules}:1:" in result.output
+    assert "reading task banking-tools" in result.output and "loading" not in result.output
+    assert not (tmp_path / "out" / "results.json").exists()

@@ -42,6 +42,17 @@ def test_cached_candidate_is_reused_without_training(tiny_finetune, monkeypatch)
     assert "using the cached fine-tune" in messages[0]
 
 
+def test_progress_lines_estimate_the_time_left():
+    from gate.demo import duration, progress_line
+
+    assert progress_line(1, 48, 0.6683, 36.0) == \
+        "  training step 1/48: loss 0.6683, 36 s so far, about 28 min 12 s left"
+    assert progress_line(10, 48, 1.8151, 245.4) == \
+        "  training step 10/48: loss 1.8151, 4 min 05 s so far, about 15 min 33 s left"
+    assert progress_line(48, 48, 0.0986, 1289.0) == "  training step 48/48: loss 0.0986, 21 min 29 s so far, done"
+    assert duration(3725) == "1 h 02 min" and duration(-1) == "0 s"
+
+
 def test_batches_never_repeat_a_query_or_document_and_cover_the_pairs():
     pairs = [(f"q{i % 7}", f"d{i % 11}") for i in range(60)]
     pairs = list(dict.fromkeys(pairs))

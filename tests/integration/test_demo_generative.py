@@ -72,7 +72,10 @@ def values(results: dict, metric: str) -> tuple:
 def test_example_suites_validate():
     result = CliRunner().invoke(cli, ["validate", str(SUITE), str(OPENAI_SUITE), str(THRESHOLDS)])
     assert result.exit_code == 0, result.output
-    assert "ok: " + str(SUITE) + " (suite, 3 task(s))" in result.output
+    assert "ok: " + str(SUITE) + " (suite, 3 tasks)" in result.output
+    # the go/no-go checklist fits both suites: every rule but the optional human-preference one selects a metric
+    assert (f"ok: {THRESHOLDS} (thresholds, 8 rules; every rule but 1 optional one selects a metric of each of the "
+            "2 suites ('tool-calling'))") in result.output
 
 
 def test_openai_suite_has_the_same_tasks_and_the_tools_of_build_data():

@@ -225,7 +225,9 @@ def test_persistent_503_for_the_candidate_is_an_error_with_the_baseline_kept(ser
     result = invoke("run", suite, "--thresholds", rules, "--out", tmp_path / "out", "-q")
     assert result.exit_code == 3, result.output
     assert "ERROR" in result.output and "Traceback" not in result.output
-    assert len(sent_to(server, CAND)) == 4 * 2  # every case: the first attempt and max_retries 1
+    # the first attempt and max_retries 1 per case, until 3 requests have failed with none succeeded (the cold
+    # breaker): the fourth case, in flight with them, may or may not have sent its retry by then
+    assert 3 * 2 + 1 <= len(sent_to(server, CAND)) <= 4 * 2
     assert {r["outcome"] for r in sent_to(server, CAND)} == {"503"}
     results = valid_results(tmp_path / "out")
     assert results["verdict"] == "error"
@@ -237,21 +239,44 @@ def test_persistent_503_for_the_candidate_is_an_error_with_the_baseline_kept(ser
     assert results["tasks"]["qa"]["usage"]["baseline"]["requests"] == 4
 
 
-def test_a_dead_endpoint_stops_being_asked_after_a_run_of_failures(server, tmp_path):
-    from gate.dispatch import Dispatcher
-
-    breaker = Dispatcher().breaker
-    rows = [json.loads(line) for line in STSB.read_text(encoding="utf-8").splitlines()[:breaker + 4]]
+def _many_cases(tmp_path: Path, n: int) -> dict:
+    rows = [json.loads(line) for line in STSB.read_text(encoding="utf-8").splitlines()[:n]]
     write_jsonl(tmp_path / "many.jsonl", [{"id": i, "prompt": r["sentence1"], "expected": "yes"}
                                           for i, r in enumerate(rows)])
-    task = {"name": "many", "type": "generation", "cases": "many.jsonl", "scorers": ["contains"], "concurrency": 1}
-    suite = write_suite(tmp_path / "suite.yaml", model(server, BASE), model(server, CAND, max_retries=0), [task])
+    return {"name": "many", "type": "generation", "cases": "many.jsonl", "scorers": ["contains"], "concurrency": 1}
+
+
+def test_a_dead_endpoint_stops_being_asked_after_a_run_of_failures(server, tmp_path):
+    """Before any request of a model has succeeded, the breaker trips after cold_breaker failed requests."""
+    from gate.dispatch import Dispatcher
+
+    breaker = Dispatcher().cold_breaker
+    suite = write_suite(tmp_path / "suite.yaml", model(server, BASE), model(server, CAND, max_retries=0),
+                        [_many_cases(tmp_path, breaker + 4)])
     server.fault("503", times=1000, model=CAND)
     results = run(suite)
     assert results["verdict"] == "error"
     assert len(sent_to(server, CAND)) == breaker  # not all breaker + 4 cases
     assert len(sent_to(server, BASE)) == breaker + 4
     assert f"openai:{CAND}" in results["errors"][0] and "in a row" in results["errors"][0]
+    assert "none has succeeded" in results["errors"][0]
+
+
+def test_an_endpoint_that_dies_after_answering_gets_the_longer_breaker(server, tmp_path):
+    """Once a request of the model has succeeded, a run of failures must reach the breaker's full length."""
+    from gate.dispatch import Dispatcher
+
+    breaker = Dispatcher().breaker
+    suite = write_suite(tmp_path / "suite.yaml", model(server, BASE), model(server, CAND, max_retries=0),
+                        [_many_cases(tmp_path, breaker + 5)])
+    first = json.loads(STSB.read_text(encoding="utf-8").splitlines()[0])["sentence1"]
+    server.answer("yes", match=first)
+    for line in STSB.read_text(encoding="utf-8").splitlines()[1:breaker + 5]:
+        server.fault("503", times=1, model=CAND, match=json.loads(line)["sentence1"])
+    results = run(suite)
+    assert results["verdict"] == "error"
+    assert len(sent_to(server, CAND)) == 1 + breaker  # the case that succeeded, then a full breaker's run
+    assert "none has succeeded" not in results["errors"][0] and "in a row" in results["errors"][0]
 
 
 def test_the_usage_of_a_role_that_failed_is_recorded(server, tmp_path):

@@ -481,7 +481,7 @@ def test_every_problem_of_a_file_is_listed(run_out, tmp_path, rated):
     assert result.exit_code == 2
     assert f"{files[1]}:2: row 2" in result.stderr
     assert f"{files[1]}:{line_of(files[1], 5)}: row 5" in result.stderr
-    assert "gate: 2 problem(s) found" in result.stderr
+    assert "gate: 2 problems found" in result.stderr
 
 
 def test_a_row_in_a_multi_line_file_is_found_by_line_and_row(run_out, tmp_path, rated):
@@ -551,6 +551,22 @@ def test_results_that_already_hold_ratings_are_refused(run_out, tmp_path, rated)
                   "--out", tmp_path / "o2")
     assert result.exit_code == 2
     assert f"already have a task 'human' (human ratings of batch {key['batch']})" in result.stderr
+
+
+@pytest.mark.parametrize("name, what", [("suite.yaml", "a suite file"), ("thresholds.json", "a thresholds file"),
+                                        ("report.md", "a report (report.md)")])
+def test_a_gate_file_that_is_not_results_is_named_for_what_it_is(run_out, tmp_path, rated, name, what):
+    files, key_path, _ = rated
+    wrong = tmp_path / name
+    wrong.write_text({"suite.yaml": "version: 1\nname: s\ntasks: []\n",
+                      "thresholds.json": '{"version": 1, "rules": []}',
+                      "report.md": '<!-- gate-report suite="s" -->\n## x: y\n'}[name], encoding="utf-8")
+    message = f"gate: {wrong}: this is {what}, expected a results.json (written by `gate run`, e.g. " \
+              "gate-out/results.json)"
+    exported = gate("human", "export", wrong, "--out", tmp_path / "b2.csv")
+    assert exported.exit_code == 2 and exported.stderr.splitlines() == [message]
+    imported = gate("human", "import", *files, "--key", key_path, "--results", wrong, "--out", tmp_path / "o")
+    assert imported.exit_code == 2 and imported.stderr.splitlines() == [message]
 
 
 def test_agreement_needs_shared_items(run_out, tmp_path):

@@ -139,7 +139,8 @@ def test_tables_are_well_formed_with_the_intended_columns(report):
     tree = parse(report)
     tables = assert_tables_well_formed(tree)
     headers = [header(t) for t in tables]
-    rules_head = ["", "Rule", "Metric", "Observed", "Limit", "95% CI", "p", "Sig.", "Detail"]
+    # the Holm-adjusted p stands in its own labelled column beside the metric's own p
+    rules_head = ["", "Rule", "Metric", "Observed", "Limit", "95% CI", "p", "p (Holm)", "Sig.", "Detail"]
     metrics_head = ["Metric", "Baseline", "Candidate", "Δ", "95% CI", "p", "Sig."]
     assert headers == [rules_head, [h for h in rules_head if h != "Sig."], metrics_head, metrics_head,
                        ["Role", "Model", "Fingerprint"], ["Task", "Type", "Group", "n", "Notes"]]

@@ -106,12 +106,12 @@ def test_jsonl_line_separator_inside_string_is_not_a_line_break(tmp_path):
 def test_jsonl_missing_field(tmp_path):
     p = write_text(tmp_path, "sts.jsonl", jsonl(GOOD_STS, {"sentence1": "a", "score": 1}))
     msg = bad(p, STS)
-    assert msg == "<dir>/sts.jsonl:2: missing 'sentence2'; expected a non-empty string"
+    assert msg == "<dir>/sts.jsonl:2: missing 'sentence2' (expected a non-empty string); the row has: sentence1, score"
 
 
-def test_jsonl_null_required_field_is_missing(tmp_path):
+def test_jsonl_null_required_field_is_named_null(tmp_path):
     p = write_text(tmp_path, "sts.jsonl", jsonl({**GOOD_STS, "score": None}))
-    assert bad(p, STS).startswith("<dir>/sts.jsonl:1: missing 'score'")
+    assert bad(p, STS) == "<dir>/sts.jsonl:1: field 'score': expected a number, got null"
 
 
 @pytest.mark.parametrize(
@@ -284,7 +284,7 @@ def test_csv_too_many_columns(tmp_path):
 
 def test_csv_too_few_columns_is_missing_field(tmp_path):
     p = write_text(tmp_path, "sts.csv", "sentence1,sentence2,score\na,b\n")
-    assert bad(p, STS).startswith("<dir>/sts.csv:2: missing 'score'")
+    assert bad(p, STS) == "<dir>/sts.csv:2: missing 'score' (expected a number): the row has 2 of the header's 3 columns"
 
 
 def test_csv_missing_header_column(tmp_path):

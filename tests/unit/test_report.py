@@ -124,7 +124,11 @@ def test_fixed_is_fixed_point_with_a_real_minus(value, expected):
 def test_fixed_signed_and_zero():
     assert fixed(0.0123, 4, sign=True) == "+0.0123"
     assert fixed(-0.0123, 4, sign=True) == "−0.0123"
-    assert fixed(-0.00001, 4, sign=True) == "±0.0000"  # no "-0.0000"
+    # a value that is not 0 never reads as zero ("±0.0000" hid which side of 0 a CI bound is on)
+    assert fixed(-0.00001, 4, sign=True) == "−0.000010"
+    assert fixed(0.0000449, 4, sign=True) == "+0.000045"
+    assert fixed(-0.0, 4, sign=True) == "0.0000" and fixed(0.0, 4, sign=True) == "0.0000"
+    assert interval([-0.0028, 0.00003], 4) == "[−0.0028, +0.000030]"
 
 
 @pytest.mark.parametrize("value, expected", [(0.0004, "<0.001"), (0.001, "0.001"), (0.0345, "0.034"),
@@ -158,15 +162,18 @@ def test_rules_needing_attention_come_first_with_ci_p_and_mark_and_passing_ones_
     rows = table_rows(attention)
     assert [r[0] for r in rows] == ["❌ fail", "🟡 warn"]
     fail = rows[0]
-    # observed drop 2.34% (relative: the message has %), limit, CI in the rule's units, Holm-adjusted p, mark
-    assert fail[1:5] == ["no general regression", "`stsb/spearman`", "2.34%", "≤ 2%"]
-    assert fail[5] == "[1.13%, 3.55%]"
-    assert fail[6] == "0.001†"
-    assert fail[7] == "**▼ worse**"
+    # the change in the metric's good direction, named (relative: the message has %); the limit as an allowed
+    # drop; the CI in the units of the observed change; the metric's own p beside the Holm-adjusted one; mark
+    assert fail[1:5] == ["no general regression", "`stsb/spearman`", "−2.34% (dropped)", "drop ≤ 2%"]
+    assert fail[5] == "[−3.55%, −1.13%]"
+    assert fail[6:8] == ["<0.001", "0.001"]
+    assert fail[8] == "**▼ worse**"
     warn = rows[1]
-    assert warn[3:8] == ["0.0079", "≤ 0", "[−0.0110, 0.0271]", "0.412", "▽ n.s."]
+    assert warn[3:9] == ["−0.0079 (dropped)", "drop ≤ 0", "[−0.0271, +0.0110]", "0.412", "—", "▽ n.s."]
     assert "| ✅ pass | target improves |" in folded and "| ✅ pass | usable |" in folded
-    assert "†: Holm-adjusted p" in report
+    assert "| Observed | Limit | 95% CI | p | p (Holm) | Sig. | Detail |" in attention
+    assert "**p (Holm)**: the p-value each significance rule decides on, adjusted for the 1 significance check " \
+           "of blocking rules taken together (Holm–Bonferroni)" in report
 
 
 def test_all_rules_passing_says_so_and_no_thresholds_says_so():
@@ -301,12 +308,13 @@ def test_biggest_changes_rank_by_the_example_score_in_its_good_direction():
     cran = block.split("**cranfield**", 1)[1].split("**stsb**", 1)[0]
     assert "by `ndcg@10` (higher is better): 3 worse, 3 better, 2 unchanged, 2 not comparable" in cran
     ids = [s.split(" · ")[1] for s in summaries(cran)]
-    assert ids == ["q0", "q5", "q1", "q3", "q6", "q4"]  # 3 most worse, then 3 most better; zeros left out
-    assert summaries(cran)[0] == "▼ −0.4000 · q0 · ndcg@10 0.5000 → 0.1000"
+    # 3 most worse, then 3 most better; zeros left out; each id says what it is (a query id, a data line)
+    assert ids == ["query q0", "query q5", "query q1", "query q3", "query q6", "query q4"]
+    assert summaries(cran)[0] == "▼ −0.4000 · query q0 · ndcg@10 0.5000 → 0.1000"
     sts = block.split("**stsb**", 1)[1]
     assert "(lower is better): 1 worse, 1 better, 1 unchanged" in sts
-    assert [s.split(" · ")[1] for s in summaries(sts)] == ["p0", "p1"]  # rank_error up = worse
-    assert summaries(sts)[0].startswith("▼ −0.3000 · p0")
+    assert [s.split(" · ")[1] for s in summaries(sts)] == ["line p0", "line p1"]  # rank_error up = worse
+    assert summaries(sts)[0].startswith("▼ −0.3000 · line p0")
 
 
 def test_biggest_change_details_hold_the_texts_and_both_outputs_with_a_blank_line_after_the_summary():
@@ -514,4 +522,73 @@ def test_in_memory_examples_with_numpy_scalars_and_nan_are_ranked_like_written_o
             ex("cranfield", "b", {"query": "b"}, float("nan"), 0.3)]
     (task,) = [t for t in context(make_results(), rows)["changes"] if t["task"] == "cranfield"]
     assert task["counts"] == {"worse": 1, "better": 0, "same": 0, "unscored": 1}
-    assert task["worse"][0]["summary"] == "▼ −0.2500 · a · ndcg@10 0.5000 → 0.2500"
+    assert task["worse"][0]["summary"] == "▼ −0.2500 · query a · ndcg@10 0.5000 → 0.2500"
+
+
+# =========================================================================== what the first lines say (issue 16)
+
+
+def test_the_same_model_is_said_at_the_top():
+    from gate.results import mark_same_model
+    from gate.suite import ModelSpec
+
+    a, b = ModelSpec("sentence-transformers", "default"), ModelSpec("sentence-transformers", "default")
+    res = make_results()
+    res["models"]["candidate"]["fingerprint"] = res["models"]["baseline"]["fingerprint"]
+    assert mark_same_model(res, [(a, b)]) is True and res["models"]["candidate"]["same_as_baseline"] is True
+    lines = render(res).splitlines()
+    assert lines[3:5] == ["> [!WARNING]", "> **The candidate is the baseline:** both models have the same fingerprint "
+                          "and options, so every difference below is noise and every rule that requires an "
+                          "improvement fails for that reason."]
+    assert lines[6].startswith("Rule 'no general regression' failed")
+
+
+@pytest.mark.parametrize("change", ["options", "fingerprint", "missing", "task"])
+def test_models_that_differ_are_not_called_the_same(change):
+    from gate.results import mark_same_model
+    from gate.suite import ModelSpec
+
+    a = ModelSpec("sentence-transformers", "default", options=(("batch_size", 8),))
+    b = ModelSpec("sentence-transformers", "default", options=(("batch_size", 64),))  # fetching only: the same
+    res = make_results()
+    res["models"]["candidate"]["fingerprint"] = res["models"]["baseline"]["fingerprint"]
+    if change == "options":
+        b = ModelSpec("sentence-transformers", "default", options=(("query_prompt", "query: "),))
+    elif change == "fingerprint":
+        res["models"]["candidate"]["fingerprint"] = "other"
+    elif change == "missing":
+        res["models"]["baseline"]["fingerprint"] = res["models"]["candidate"]["fingerprint"] = None
+    else:  # a task with its own models, which differ
+        res["tasks"]["stsb"]["models"] = {"baseline": {"spec": "x", "fingerprint": "1"},
+                                          "candidate": {"spec": "y", "fingerprint": "2"}}
+    assert mark_same_model(res, [(a, b)]) is False
+    assert "same_as_baseline" not in res["models"]["candidate"]
+    assert "The candidate is the baseline" not in render(res)
+
+
+def test_a_pass_resting_on_too_few_examples_says_so_next_to_the_verdict():
+    res = make_results(verdict="pass", reason="Every blocking rule holds (2 checks passed).")
+    res["rules"] = [r for r in res["rules"] if r["status"] == "pass"]
+    report = render(res)
+    lines = report.splitlines()
+    assert lines[3] == "Every blocking rule holds (2 checks passed)."
+    assert lines[5:7] == ["> [!WARNING]", "> **This PASS rests on too few examples:** n = 113 cannot detect a 5% "
+                          "change; about 170 examples needed (rule: target improves). A real effect of that size "
+                          "could go unseen."]
+    assert "**Sample size**" not in report  # said once, where it matters
+    # a failing verdict keeps the warning in its section below the rules
+    assert "This PASS rests" not in render(make_results()) and "**Sample size**" in render(make_results())
+
+
+def test_a_long_local_candidate_path_is_named_by_its_folder_with_the_full_path_in_the_details():
+    path = "/home/runner/work/app/.gate-cache/demo/candidate-28c234d8c6b915d1"
+    res = make_results()
+    res["models"]["candidate"]["spec"] = f"sentence-transformers:{path}"
+    report = render(res)
+    assert ("**Candidate** `sentence-transformers:…/candidate-28c234d8c6b915d1` vs **baseline** `st:base` "
+            "(full paths under _Models and tasks_)") in report
+    assert f"| candidate | `sentence-transformers:{path}` |" in report
+    for short in ("sentence-transformers:./models/ft-v2", "sentence-transformers:BAAI/bge-small-en-v1.5@main",
+                  "openai:ft:gpt-4o-mini-2024-07-18:acme::abc123"):
+        res["models"]["candidate"]["spec"] = short
+        assert f"**Candidate** `{short}` vs **baseline** `st:base`\n" in render(res)

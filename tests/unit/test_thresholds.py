@@ -654,12 +654,18 @@ def test_unknown_key_with_did_you_mean(tmp_path):
     assert "thresholds.json:11:" in str(err)
 
 
-def test_misspelled_condition_reports_unknown_key_and_missing_condition(tmp_path):
+def test_misspelled_condition_reports_the_typo_alone(tmp_path):
     err = _bad(tmp_path, {"metric": "a/b", "min_detla": 0.1})
     msg = str(err)
-    assert "did you mean 'min_delta'" in msg
-    assert "exactly one of" in msg  # also: the rule has no condition
+    assert msg.endswith("(/rules/1/min_detla): unknown key 'min_detla'; did you mean 'min_delta'?")
+    assert "exactly one of" not in msg  # the missing condition is the typo's consequence: one cause, one message
     assert all(LOCATED.search(line) for line in msg.splitlines())
+
+
+def test_a_missing_condition_without_a_typo_is_still_reported(tmp_path):
+    err = _bad(tmp_path, {"metric": "a/b", "limit": 0.1})
+    msg = str(err)
+    assert "unknown key 'limit'" in msg and "exactly one of" in msg
 
 
 def test_two_conditions_in_one_rule(tmp_path):
