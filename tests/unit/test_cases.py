@@ -174,7 +174,7 @@ def test_both_messages_and_prompt(tmp_path):
 
 def test_neither_messages_nor_prompt(tmp_path):
     assert bad(write(tmp_path, {"id": 1})) == \
-        "<dir>/cases.jsonl:1: missing 'messages' or 'prompt'; expected one of them"
+        "<dir>/cases.jsonl:1: missing 'messages' or 'prompt'; expected one of them; the row has: id"
 
 
 @pytest.mark.parametrize("prompt", ["", "   ", 3, None])

@@ -121,12 +121,12 @@ TEST = [{"text": "e", "label": "x"}, {"text": "f", "label": "y"}]
 
 
 @pytest.mark.parametrize("which, row, message", [
-    ("train", {"text": "z"}, "missing 'label'; expected a non-empty string"),
+    ("train", {"text": "z"}, "missing 'label' (expected a non-empty string); the row has: text"),
     ("train", {"text": "z", "label": ""}, "field 'label': expected a non-empty string"),
     ("train", {"text": "z", "label": "  "}, "field 'label': expected a non-empty string"),
     ("train", {"text": "z", "label": 3}, "field 'label': expected a string, got int"),
     ("train", {"text": "", "label": "x"}, "field 'text': expected a non-empty string"),
-    ("test", {"text": "z", "label": None}, "missing 'label'; expected a non-empty string"),
+    ("test", {"text": "z", "label": None}, "field 'label': expected a non-empty string, got null"),
     ("test", {"text": "z", "label": ""}, "field 'label': expected a non-empty string"),
 ])
 def test_a_missing_or_empty_label_or_text_names_the_file_and_line(tmp_path, which, row, message):

@@ -89,11 +89,11 @@ def bad(tmp_path, rows, **fields) -> BadInput:
 
 
 @pytest.mark.parametrize("row, message", [
-    ({"text": "z"}, "missing 'label'; expected a non-empty string"),
+    ({"text": "z"}, "missing 'label' (expected a non-empty string); the row has: text"),
     ({"text": "z", "label": ""}, "field 'label': expected a non-empty string"),
-    ({"text": "z", "label": None}, "missing 'label'; expected a non-empty string"),
+    ({"text": "z", "label": None}, "field 'label': expected a non-empty string, got null"),
     ({"text": "z", "label": 1}, "field 'label': expected a string, got int"),
-    ({"label": "x"}, "missing 'text'; expected a non-empty string"),
+    ({"label": "x"}, "missing 'text' (expected a non-empty string); the row has: label"),
 ])
 def test_a_bad_row_names_the_file_and_line(tmp_path, row, message):
     err = bad(tmp_path, SMALL[:3] + [row] + SMALL[3:6])
