@@ -71,6 +71,18 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def gen_workspace(tmp_path_factory) -> Path:
+    """A generation suite, so that a ``transformers:`` candidate gets as far as the Hub."""
+    root = tmp_path_factory.mktemp("hub-gen-suite")
+    write_jsonl(root / "cases.jsonl", [{"id": "c1", "prompt": "Say yes.", "expected": "yes"}])
+    (root / "suite.yaml").write_text(
+        "version: 1\nname: hub-gen\nmodels:\n  baseline: {provider: transformers, model: smollm2}\n"
+        "  candidate: {provider: transformers, model: smollm2}\n"
+        "tasks:\n  - {name: qa, type: generation, cases: cases.jsonl, scorers: [contains], max_tokens: 4}\n")
+    return root
+
+
 def gate(workspace: Path, *args: str, endpoint: str, home: Path, token: str | None = None,
          offline: bool = False) -> subprocess.CompletedProcess:
     """``python -m gate ARGS`` as a user runs it: HF_ENDPOINT set, HF_HUB_OFFLINE unset unless ``offline``."""
@@ -287,7 +299,9 @@ def test_a_private_repository_with_the_token_works_and_the_token_is_never_shown(
     ("sentence-transformers:gate-test/custom-code", None, ["'evil_module.Evil' is not a module class"]),
     ("transformers:gate-test/pickle-only", None, ["pickle weights"]),
 ])
-def test_what_the_user_must_fix_is_bad_input(hub, workspace, tmp_path, candidate, token, needles):
+def test_what_the_user_must_fix_is_bad_input(hub, workspace, gen_workspace, tmp_path, candidate, token, needles):
+    if candidate.startswith("transformers:"):  # an STS task cannot take a language model: that is refused first
+        workspace = gen_workspace
     before = len(hub.requests)
     proc = run(workspace, tmp_path, candidate, hub, token=token)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -298,6 +312,14 @@ def test_what_the_user_must_fix_is_bad_input(hub, workspace, tmp_path, candidate
     assert not (tmp_path / "out" / "results.json").exists()  # refused before anything ran
     asked = [p for _, p, _ in hub.requests[before:]]
     assert not any(p.endswith((".bin", ".py")) for p in asked)  # pickle weights and code are never downloaded
+
+
+def test_a_model_the_task_cannot_use_is_refused_before_the_hub_is_asked(hub, workspace, tmp_path):
+    before = len(hub.requests)
+    proc = run(workspace, tmp_path, "transformers:gate-test/pickle-only", hub)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "task 'sts' (sts) needs a model that can embed" in proc.stderr
+    assert hub.requests[before:] == []
 
 
 def test_a_hostile_snapshot_is_checked_after_download(hub, workspace, tmp_path):
