@@ -132,14 +132,14 @@ def run_suite(suite: Suite, *, overrides: dict[str, ModelSpec] | None = None,
         spec = suite.override(role, overrides) or first[role]
         loaded = models.get(spec.key)
         top_models[role] = _model_json(loaded or LoadedModel(spec), revisions=shard is None)
+    if budget is not None and budget.spent > budget.limit + 1e-12:
+        # answers that cost more than their reservations (a tokenizer far from 4 characters a token): the money
+        # was spent, and a run (or a shard, which gate merge then fails) over its budget is never a pass
+        errors.append(f"the run spent ${budget.spent:,.4f}, over its budget of ${budget.limit:,.4f} "
+                      f"({budget.source}): the answers cost more than estimated")
     if shard is not None:
         return RunOutput({"suite": suite.name, "models": top_models, "errors": errors, "seed": seed,
                           "resamples": resamples}, [], task_runs, points)
-    if budget is not None and budget.spent > budget.limit + 1e-12:
-        # answers that cost more than their reservations (a tokenizer far from 4 characters a token): the money
-        # was spent, and a run over its budget is never a pass
-        errors.append(f"the run spent ${budget.spent:,.4f}, over its budget of ${budget.limit:,.4f} "
-                      f"({budget.source}): the answers cost more than estimated")
     results, examples = decide_run(suite.name, task_runs, top_models, errors, rules, seed, resamples,
                                    thresholds_sha256, log)
     if budget is not None:

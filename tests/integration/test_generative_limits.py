@@ -241,6 +241,21 @@ def test_answers_that_cost_more_than_reserved_and_pass_the_budget_are_an_error(s
                for e in results["errors"])
 
 
+def test_a_shard_that_spends_over_its_budget_merges_as_an_error(server, tmp_path):
+    """The same overspend as above, in a shard: the shard records it and ``gate merge`` never passes it."""
+    suite = write_suite(tmp_path / "suite.yaml", model(server, BASE, pricing=DOLLAR_A_TOKEN),
+                        model(server, CAND, pricing=DOLLAR_A_TOKEN),
+                        [cases_task(tmp_path, 10, dear=True, max_tokens=1, concurrency=10)])
+    server.latency = 0.2
+    invoke("run", suite, "--max-cost", "90", "--shard", "1/1", "--out", tmp_path / "s1", "-q")
+    shard = json.loads((tmp_path / "s1" / "shard.json").read_text())
+    assert any("over its budget of $90.0000" in e for e in shard["errors"])
+    merged = invoke("merge", tmp_path / "s1", "--suite", suite, "--out", tmp_path / "merged", "-q")
+    assert merged.exit_code == 3, merged.output
+    results = valid_results(tmp_path / "merged")
+    assert results["verdict"] == "error" and any("over its budget of $90.0000" in e for e in results["errors"])
+
+
 def test_one_model_in_both_roles_is_asked_each_request_once(server, tmp_path):
     suite = write_suite(tmp_path / "suite.yaml", model(server, BASE), model(server, BASE),
                         [cases_task(tmp_path, 6, temperature=0.7)])
