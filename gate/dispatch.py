@@ -417,12 +417,6 @@ class Dispatcher:
         await self.drain(job, concurrency_limit(model, concurrency))
         return job.finish()  # raises after the spend is known: it is reported
 
-    async def prompt_logprobs(self, model: Generator, texts: Sequence[str], *, concurrency: int, label: str
-                              ) -> tuple[list[PromptLogprobs], Usage]:
-        job = self.logprobs_job(model, texts, label=label)
-        await self.drain(job, concurrency_limit(model, concurrency))
-        return job.finish()
-
     async def run_calls(self, model: Any, calls: Sequence[Callable[[], Awaitable[T]]], *, concurrency: int,
                         label: str) -> list[T]:
         """Uncached calls (e.g. embedding batches) with the same retries and limits; all succeed or raise."""

@@ -167,13 +167,6 @@ class GenerativeRuntime:
         return await self._counted(usage_key, self.dispatcher.chat(model, requests, concurrency=concurrency,
                                                                    label=label))
 
-    async def prompt_logprobs(self, spec: ModelSpec, texts: Sequence[str], *, concurrency: int, label: str,
-                              usage_key: str) -> list[PromptLogprobs]:
-        model = self._get(spec)
-        self.log(f"{label}: log-probabilities of {len(texts)} texts from {spec.spec}")
-        return await self._counted(usage_key, self.dispatcher.prompt_logprobs(model, texts, concurrency=concurrency,
-                                                                              label=label))
-
     async def _counted(self, usage_key: str, dispatched: Awaitable[tuple[list[Any], Usage]]) -> list[Any]:
         """The dispatcher's answers, its usage recorded under ``usage_key`` even when it failed."""
         try:

@@ -85,10 +85,11 @@ def check(spec: ModelSpec, secrets: bool = True) -> None:
         if not valid:
             raise BadInput(f"base_url {base!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8000/v1",
                            location=_where(spec))
-    check_key_var(spec.option("api_key_env", DEFAULT_KEY_ENV), _where(spec))
-    check_key_destination(base_url(spec), _where(spec))
     if secrets:
-        api_key(spec)
+        api_key(spec)  # checks the variable and the destination, then reads the key
+    else:
+        check_key_var(spec.option("api_key_env", DEFAULT_KEY_ENV), _where(spec))
+        check_key_destination(base_url(spec), _where(spec))
 
 
 def base_url(spec: ModelSpec) -> str:

@@ -36,10 +36,6 @@ class GenContext(Protocol):
                    usage_key: str) -> list[ChatResponse]:
         """Responses in order, or :class:`~gate.errors.EvaluationError`."""
 
-    async def prompt_logprobs(self, spec: ModelSpec, texts: Sequence[str], *, concurrency: int, label: str,
-                              usage_key: str) -> list[PromptLogprobs]:
-        """Token log-probabilities per text, or :class:`~gate.errors.EvaluationError`."""
-
     async def chat_pair(self, pair: dict[str, ModelSpec], requests: Sequence[ChatRequest], *, concurrency: int,
                         label: str) -> dict[str, list[ChatResponse] | Exception]:
         """The same ``requests`` answered by each role's model on one schedule (both models' requests for a
