@@ -37,8 +37,8 @@ from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 from gate.budget import Budget
 from gate.cache import ResponseCache
 from gate.errors import EvaluationError
-from gate.llm import (CHARS_PER_TOKEN, ChatRequest, ChatResponse, FatalError, Generator, NoAnswer, PromptLogprobs,
-                      RequestError, TransientError, Unsupported)
+from gate.llm import (ChatRequest, ChatResponse, FatalError, Generator, NoAnswer, PromptLogprobs,
+                      RequestError, TransientError, Unsupported, estimated_tokens)
 
 T = TypeVar("T")
 Log = Callable[[str], None]
@@ -96,7 +96,7 @@ def chat_estimate(request: ChatRequest, pricing: Any) -> float:
     """The dry run's estimate of one chat request in dollars: prompt characters / 4, ``max_tokens`` completion."""
     if pricing is None:
         return 0.0
-    return pricing.cost(-(-request.prompt_chars() // CHARS_PER_TOKEN), request.max_tokens)
+    return pricing.cost(estimated_tokens(request.prompt_chars()), request.max_tokens)
 
 
 class Failed(Exception):
@@ -405,7 +405,7 @@ class Dispatcher:
                         PromptLogprobs.from_json, lambda i: model.prompt_logprobs(texts[i]),
                         lambda v: (len(v.logprobs) + 1, 0), label,
                         estimate=lambda i: 0.0 if pricing is None else pricing.cost(
-                            -(-len(texts[i]) // CHARS_PER_TOKEN), 0),
+                            estimated_tokens(len(texts[i])), 0),
                         cost=lambda v: None if pricing is None else pricing.cost(len(v.logprobs) + 1, 0))
         job.spend = lambda fresh: None if pricing is None else pricing.cost(job.usage.prompt_tokens, 0)
         return job

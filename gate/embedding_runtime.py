@@ -20,7 +20,7 @@ import numpy as np
 from gate.budget import Budget
 from gate.cache import EmbeddingCache
 from gate.errors import EvaluationError
-from gate.llm import CHARS_PER_TOKEN, Pricing
+from gate.llm import Pricing, estimated_tokens
 from gate.providers import Embedder, Loader
 from gate.suite import ModelSpec
 from gate.tasks import Scores, Task
@@ -149,7 +149,7 @@ def _charge(spec: ModelSpec, budget: Budget | None, texts: list[str]) -> None:
     if budget is None or spec.provider != "openai":
         return
     pricing = Pricing.declared(spec)
-    tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in texts)
+    tokens = sum(estimated_tokens(len(t)) for t in texts)
     if pricing is not None and not budget.charge(pricing.cost(tokens, 0), f"embedding {len(texts):,} texts"):
         raise EvaluationError(f"model {spec.spec}: {budget.stopped}")
 

@@ -39,10 +39,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
-from urllib.parse import urlsplit
 
 from gate.errors import BadInput, GateError, ModelLoadError
-from gate.secrets import read_secret
+from gate.secrets import read_secret, shown_url
 
 if TYPE_CHECKING:
     from gate.suite import ModelSpec
@@ -141,11 +140,7 @@ def endpoint() -> str | None:
 
 def _shown_endpoint(url: str | None) -> str:
     """The endpoint for a message, without any ``user:password@``."""
-    parts = urlsplit(url or DEFAULT_ENDPOINT)
-    if parts.hostname and (parts.username or parts.password):
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-        return parts._replace(netloc=netloc).geturl()
-    return url or DEFAULT_ENDPOINT
+    return shown_url(url or DEFAULT_ENDPOINT)
 
 
 _SETTINGS_LOCK = threading.Lock()

@@ -21,6 +21,11 @@ CACHE_FORMAT = 1
 CHARS_PER_TOKEN = 4
 
 
+def estimated_tokens(chars: int) -> int:
+    """Tokens estimated from a character count (rounded up): for the dry run and the run budget only."""
+    return -(-chars // CHARS_PER_TOKEN)
+
+
 @dataclass(frozen=True)
 class Pricing:
     """US dollars per million tokens, as the suite declares them (gate ships no price list)."""

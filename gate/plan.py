@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gate.cache import ResponseCache
 from gate.suite import ModelSpec, Suite
-from gate.llm import CHARS_PER_TOKEN
+from gate.llm import estimated_tokens
 from gate.tasks.generative import Planned
 
 
@@ -71,7 +71,7 @@ def plan_tasks(task_models: dict[str, dict[str, ModelSpec]], tasks: list, seed: 
             items: list[Planned] = task.plan(pair, seed)
         else:
             texts = list(dict.fromkeys(task.texts()))
-            tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in texts)
+            tokens = sum(estimated_tokens(len(t)) for t in texts)
             items = [Planned(pair[role], role, _embedding_requests(pair[role], len(texts)), tokens, 0)
                      for role in pair]
         for item in items:
@@ -156,7 +156,7 @@ def format_plan(plans: list[ModelPlan], budget: tuple[float, str] | None = None)
     lines = ["dry run: nothing was sent to any model", ""]
     header = f"{'model':<48} {'requests':>9} {'cached':>7} {'~prompt tok':>12} {'≤compl. tok':>12} {'~cost USD':>10}"
     lines += [header, "-" * len(header)]
-    total: float | None = 0.0
+    total = total_cost(plans)
     names = [p.spec for p in plans]
     for p in plans:
         if names.count(p.spec) > 1:  # same model id, other options (e.g. a system prompt): say which role
@@ -166,7 +166,6 @@ def format_plan(plans: list[ModelPlan], budget: tuple[float, str] | None = None)
         spec = p.spec if len(p.spec) <= 48 else p.spec[:45] + "..."
         lines.append(f"{spec:<48} {p.requests:>9,} {cached:>7} {p.prompt_tokens:>12,} {p.completion_tokens:>12,} "
                      f"{cost:>10}")
-        total = None if total is None or p.cost_usd is None else total + p.cost_usd
     lines.append("")
     lines.append("estimated total cost: " + ("unknown (a model has no 'pricing' in the suite)" if total is None
                                              else f"${total:.4f} (upper bound at the declared prices)"))

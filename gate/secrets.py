@@ -119,15 +119,15 @@ def check_key_destination(url: str, where: str, env: Mapping[str, str] | None = 
             continue
         if scheme == "https" or allowed_scheme == "http":
             return
-        raise BadInput(f"base_url {_shown(url)!r}: an API key is never sent over plain http:// to a host other "
+        raise BadInput(f"base_url {shown_url(url)!r}: an API key is never sent over plain http:// to a host other "
                        f"than this machine; use https://, or let the workflow owner allow it with "
                        f"{KEY_HOSTS_ENV}=http://{host}{f':{port}' if port else ''}", location=where)
-    raise BadInput(f"base_url {_shown(url)!r}: an API key may be sent only to this machine, api.openai.com or a "
+    raise BadInput(f"base_url {shown_url(url)!r}: an API key may be sent only to this machine, api.openai.com or a "
                    f"host the workflow owner allows with {KEY_HOSTS_ENV} (the Action's key-hosts input); "
                    f"{host!r} is not allowed", location=where)
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """The URL without credentials (user:password@ never reaches a message)."""
     parts = urlsplit(url)
     if parts.hostname and (parts.username or parts.password):

@@ -13,7 +13,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from gate.llm import CHARS_PER_TOKEN, ChatRequest, ChatResponse, Pricing, PromptLogprobs
+from gate.llm import ChatRequest, ChatResponse, Pricing, PromptLogprobs, estimated_tokens
 from gate.metrics import Arrays, MetricDef
 from gate.suite import ModelSpec
 from gate.tasks import Scores
@@ -70,7 +70,7 @@ class Planned:
     @classmethod
     def chats(cls, spec: ModelSpec, role: str, requests: Sequence[ChatRequest]) -> "Planned":
         chars = sum(r.prompt_chars() for r in requests)
-        return cls(spec, role, len(requests), -(-chars // CHARS_PER_TOKEN), sum(r.max_tokens for r in requests),
+        return cls(spec, role, len(requests), estimated_tokens(chars), sum(r.max_tokens for r in requests),
                    chat_requests=requests)
 
 

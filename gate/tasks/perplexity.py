@@ -16,10 +16,11 @@ import math
 import numpy as np
 
 from gate.data import Column, read_table
+from gate.llm import estimated_tokens
 from gate.metrics import Arrays, MetricDef
 from gate.suite import ROLES, ModelSpec, TaskSpec
 from gate.tasks import Scores, TaskData, selected
-from gate.tasks.generative import CHARS_PER_TOKEN, DEFAULT_CONCURRENCY, GenContext, Outcome, Planned
+from gate.tasks.generative import DEFAULT_CONCURRENCY, GenContext, Outcome, Planned
 
 COLUMNS = [Column("text", "text"), Column("id", "optional_text")]
 
@@ -72,7 +73,7 @@ class PerplexityTask:
         return selected(self, indices, texts=self.texts)
 
     def plan(self, pair: dict[str, ModelSpec], seed: int | None) -> list[Planned]:
-        tokens = sum(-(-len(t) // CHARS_PER_TOKEN) for t in self.texts)
+        tokens = sum(estimated_tokens(len(t)) for t in self.texts)
         return [Planned(pair[role], role, len(self.texts), tokens, 0, logprob_texts=self.texts) for role in ROLES]
 
     async def run(self, ctx: GenContext, pair: dict[str, ModelSpec]) -> Outcome:
