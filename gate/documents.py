@@ -220,7 +220,7 @@ def _positions(root: yaml.Node | None) -> dict[str, tuple[int, int]]:
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
-                walk(v, ptr + "/" + str(k.value).replace("~", "~0").replace("/", "~1"), k.start_mark)
+                walk(v, ptr + pointer_of([k.value]), k.start_mark)
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
                 walk(v, f"{ptr}/{i}")

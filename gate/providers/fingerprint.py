@@ -23,6 +23,7 @@ import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable, Iterable, Iterator
 
+from gate.documents import pointer_of
 from gate.errors import BadInput
 
 _IGNORED_NAMES = {"README.md", ".gitattributes", ".DS_Store"}
@@ -216,7 +217,7 @@ def _entries(value: Any, pointer: str = "") -> Iterator[tuple[str, str, Any]]:
         at, node = stack.pop()
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         for key, child in items:
-            child_at = f"{at}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            child_at = at + pointer_of([key])
             if isinstance(node, dict):
                 yield child_at, str(key), child
             stack.append((child_at, child))
@@ -325,4 +326,4 @@ def check_safetensors_indexes(path: Path, where: str) -> None:
                 if not (isinstance(shard, str) and _plain_name(shard) and shard.endswith(".safetensors")):
                     raise BadInput(f"{where}: shard {shard!r}; expected the name of a *.safetensors file beside "
                                    "the index", where=file,
-                                   location=f"/weight_map/{tensor.replace('~', '~0').replace('/', '~1')}")
+                                   location=pointer_of(["weight_map", tensor]))

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from gate.documents import pointer_of
 from gate.errors import BadInput, ModelLoadError
 from gate.hub import Snapshot, check_snapshot, forms, parse_hub_ref, remember_user_offline, snapshot_of
 from gate.providers.fingerprint import check_folder, check_subpath, fingerprint_dir, read_json
@@ -193,7 +194,7 @@ def _router_refs(ref: ModuleRef, folder: Path, where: str, depth: int) -> list[M
         raise BadInput(f"{where}: expected a 'types' object (sub-folder -> module class)", where=file)
     refs: list[ModuleRef] = []
     for name, value in types.items():
-        pointer = f"/types/{name.replace('~', '~0').replace('/', '~1')}"
+        pointer = pointer_of(["types", name])
         sub = _module_ref(value, where, file, pointer)
         sub_folder = check_subpath(folder, name, where, file, pointer)  # inside folder, so inside the model
         refs.append(sub)
