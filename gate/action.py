@@ -252,24 +252,13 @@ def _run_shard(settings: ActionSettings, suite: Any, overrides: dict, console: C
 
 def _merge(settings: ActionSettings, suite: Any, thresholds: Path | None, trust: dict | None, log: Any) -> Any:
     """The ``merge`` input: the shard folders of a matrix, joined into the results of one run."""
-    from gate.documents import file_sha256
-    from gate.pipeline import Outcome
-    from gate.report import render
-    from gate.results import write_outputs
-    from gate.shards import merge_shards
-    from gate.thresholds import load_thresholds
+    from gate.pipeline import merge_to_dir
 
     folders = sorted({path for pattern in settings.merge for path in Path(".").glob(pattern) if path.is_dir()})
     if not folders:
         raise BadInput(f"no shard folder matches {' '.join(settings.merge)!r}", location="input merge")
-    rules = load_thresholds(thresholds) if thresholds else None
-    results, examples = merge_shards(folders, rules, file_sha256(thresholds) if thresholds else None, log,
-                                     maps_dir=settings.output_dir / "maps", suite=suite)
-    for key, value in (("trust", trust), ("run_url", settings.run_url)):
-        if value:
-            results[key] = value
-    report = render(results, examples=examples)
-    return Outcome(results, report, write_outputs(settings.output_dir, results, report, examples))
+    return merge_to_dir(folders, thresholds=thresholds, out=settings.output_dir, log=log, suite=suite, trust=trust,
+                        run_url=settings.run_url)
 
 
 def _log_trust(console: Console, trust: dict[str, Any]) -> None:

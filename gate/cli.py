@@ -299,11 +299,7 @@ def merge(folders: tuple[Path, ...], thresholds: Path | None, out: Path, suite_f
     Example (the last job of an Actions matrix):
       gate merge shards/* --thresholds thresholds.json --out gate-out
     """
-    from gate.documents import file_sha256
-    from gate.report import render
-    from gate.results import write_outputs
-    from gate.shards import merge_shards
-    from gate.thresholds import load_thresholds
+    from gate.pipeline import merge_to_dir
     from gate.trust import load_for_run, repository_root, resolve_ref
 
     with tempfile.TemporaryDirectory(prefix="gate-base-") as workdir:
@@ -314,14 +310,10 @@ def merge(folders: tuple[Path, ...], thresholds: Path | None, out: Path, suite_f
                 raise BadInput("--base-ref needs --suite, a suite file in a git repository", location="--base-ref")
             suite, thresholds, trust, _ = load_for_run(suite_file, thresholds, base=resolve_ref(root, base_ref),
                                                        scope=base_config, workdir=Path(workdir))
-        rules = load_thresholds(thresholds) if thresholds else None
-        results, examples = merge_shards(list(folders), rules, file_sha256(thresholds) if thresholds else None,
-                                         _Log(quiet), maps_dir=out / "maps", suite_file=suite_file, suite=suite)
-    if trust:
-        results["trust"] = trust
-    paths = write_outputs(out, results, render(results, examples=examples), examples)
-    _summary(results, paths)
-    click.get_current_context().exit(VERDICT_EXIT[results["verdict"]])
+        outcome = merge_to_dir(list(folders), thresholds=thresholds, out=out, log=_Log(quiet), suite=suite,
+                               suite_file=suite_file, trust=trust)
+    _summary(outcome.results, outcome.paths)
+    click.get_current_context().exit(VERDICT_EXIT[outcome.results["verdict"]])
 
 
 def _run_and_report(loaded_suite: Any, overrides: dict, thresholds: Path | None, out: Path, cache: Path | None,

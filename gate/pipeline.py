@@ -76,3 +76,24 @@ def evaluate_to_dir(suite: Suite, *, overrides: dict[str, ModelSpec], thresholds
     report = render(output.results, examples=output.examples)
     paths = write_outputs(out, output.results, report, output.examples)
     return Outcome(output.results, report, paths)
+
+
+def merge_to_dir(folders: list[Path], *, thresholds: Path | None, out: Path, log: Callable[[str], None],
+                 suite: Suite | None = None, suite_file: Path | None = None, trust: dict[str, Any] | None = None,
+                 run_url: str | None = None) -> Outcome:
+    """Join the shard ``folders`` into the results of one run (:mod:`gate.shards`), apply the thresholds and
+    write results.json / report.md / examples.jsonl into ``out``, as :func:`evaluate_to_dir` does for a run."""
+    from gate.documents import file_sha256
+    from gate.report import render
+    from gate.results import write_outputs
+    from gate.shards import merge_shards
+    from gate.thresholds import load_thresholds
+
+    rules = load_thresholds(thresholds) if thresholds else None
+    results, examples = merge_shards(folders, rules, file_sha256(thresholds) if thresholds else None, log,
+                                     maps_dir=out / "maps", suite_file=suite_file, suite=suite)
+    for key, value in (("trust", trust), ("run_url", run_url)):
+        if value:
+            results[key] = value
+    report = render(results, examples=examples)
+    return Outcome(results, report, write_outputs(out, results, report, examples))
