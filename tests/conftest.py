@@ -121,6 +121,26 @@ def default_embedder():
     return load_embedder(ModelSpec("sentence-transformers", "default"))
 
 
+def write_tiny_lm(folder: Path, text: str) -> Path:
+    """A randomly initialised 1-layer GPT-2 with a tiny byte-level tokenizer trained on ``text``, saved into
+    ``folder`` (loads in milliseconds)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([text] * 5, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64,
+                               vocab_size=len(tokenizer))).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_finetune(tmp_path_factory) -> Path:
     """A real fine-tune of the default model: 3 short steps of the demo's training loop."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from gate.hub import HubRef, parse_hub_ref
-from tests.conftest import DEMO_DATA, read_jsonl, valid_results, write_jsonl
+from tests.conftest import DEMO_DATA, read_jsonl, valid_results, write_jsonl, write_tiny_lm
 from tests.hub_emulator import HubEmulator
 
 TOKEN = "hf_gateTestToken0123456789abcdefXYZ"
@@ -169,12 +169,18 @@ def test_a_reference_that_is_neither_names_the_forms_it_may_take(hub, workspace,
     assert len(hub.requests) == before
 
 
-def test_validate_checks_the_form_and_downloads_nothing(hub, workspace, tmp_path):
-    suite = tmp_path / "suite.yaml"
+def suite_with_candidate(workspace: Path, folder: Path, model: str) -> Path:
+    """The workspace's suite, copied into ``folder`` with its data, naming ``model`` as the candidate."""
+    suite = folder / "suite.yaml"
     suite.write_text((workspace / "suite.yaml").read_text().replace(
         "candidate: {provider: sentence-transformers, model: default}",
-        f"candidate: {{provider: sentence-transformers, model: '{REPO}@main'}}"))
-    write_jsonl(tmp_path / "sts.jsonl", read_jsonl(workspace / "sts.jsonl"))
+        f"candidate: {{provider: sentence-transformers, model: '{model}'}}"))
+    write_jsonl(folder / "sts.jsonl", read_jsonl(workspace / "sts.jsonl"))
+    return suite
+
+
+def test_validate_checks_the_form_and_downloads_nothing(hub, workspace, tmp_path):
+    suite_with_candidate(workspace, tmp_path, f"{REPO}@main")
     before = len(hub.requests)
     proc = gate(tmp_path, "validate", "suite.yaml", endpoint=hub.url, home=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -251,11 +257,7 @@ def test_offline_with_nothing_cached_is_an_error_that_says_so(hub, workspace, tm
 
 def test_an_exact_commit_in_the_suite_needs_no_resolving(hub, workspace, tmp_path, model_files):
     first = hub.commits["v1"]
-    suite = tmp_path / "suite.yaml"
-    suite.write_text((workspace / "suite.yaml").read_text().replace(
-        "candidate: {provider: sentence-transformers, model: default}",
-        f"candidate: {{provider: sentence-transformers, model: '{REPO}@{first}'}}"))
-    write_jsonl(tmp_path / "sts.jsonl", read_jsonl(workspace / "sts.jsonl"))
+    suite_with_candidate(workspace, tmp_path, f"{REPO}@{first}")
     before = len(hub.requests)
     proc = run(tmp_path, tmp_path, None, hub)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -387,27 +389,13 @@ def online(monkeypatch, hub):
 
 
 def test_a_transformers_model_from_the_hub_loads_offline_from_its_snapshot(online, tmp_path, monkeypatch):
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
     from gate.hub import Resolver
     from gate.providers import check_model
     from gate.providers.fingerprint import fingerprint_dir
     from gate.providers.transformers_lm import TransformersGenerator, identity_of
     from gate.suite import ModelSpec
 
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(["a model from the hub"] * 5, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", unk_token="<|endoftext|>")
-    torch.manual_seed(0)
-    folder = tmp_path / "tiny-lm"
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64,
-                               vocab_size=len(tokenizer))).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
+    folder = write_tiny_lm(tmp_path / "tiny-lm", "a model from the hub")
     commit = online.commit("gate-test/tiny-lm", folder)
 
     spec = ModelSpec("transformers", "gate-test/tiny-lm", base_dir=tmp_path, origin="suite.yaml:3:5")

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from gate.cli import cli
 from gate.errors import BadInput, ModelLoadError
 from gate.suite import ModelSpec
-from tests.conftest import DEMO_DATA, read_jsonl, write_jsonl
+from tests.conftest import DEMO_DATA, read_jsonl, write_jsonl, write_tiny_lm
 
 SECRET = "sk-test-not-a-real-key"
 
@@ -305,22 +305,7 @@ def test_the_embedded_default_model_ships_safetensors_only():
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory) -> Path:
     """A randomly initialised 1-layer GPT-2 with a tiny byte-level tokenizer (loads in milliseconds)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(["a model folder from a pull request"] * 5, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", unk_token="<|endoftext|>")
-    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64, vocab_size=len(tokenizer))
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-lm")
-    GPT2LMHeadModel(config).save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
+    return write_tiny_lm(tmp_path_factory.mktemp("tiny-lm"), "a model folder from a pull request")
 
 
 def lm_spec(path: Path) -> ModelSpec:
